@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// librdkafka 2.8.0 is built by scripts/setup.sh into this project-local prefix (Debian
+// bookworm's 2.0.2 cannot talk to current brokers). pkg-config finds it through
+// PKG_CONFIG_PATH, which the Makefile sets; the rpath lets binaries find it at run time.
+let rdkafkaLib = Context.packageDirectory + "/.deps/librdkafka/lib"
+
+let package = Package(
+    name: "Beckon",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "beckon", targets: ["beckon"]),
+        .library(name: "BeckonCore", targets: ["BeckonCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "BeckonCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "BeckonKafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", rdkafkaLib])]
+        ),
+        .target(
+            name: "BeckonPostgres",
+            dependencies: ["CLibPQ", "BeckonCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Beckon",
+            dependencies: [
+                "BeckonCore", "BeckonKafka", "BeckonPostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "beckon",
+            dependencies: [
+                "Beckon", "BeckonCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BeckonTestSupport",
+            dependencies: ["Beckon", "BeckonKafka", "BeckonPostgres", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "BeckonCoreTests",
+            dependencies: ["BeckonCore", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
+            name: "BeckonIntegrationTests",
+            dependencies: ["Beckon", "BeckonCore", "BeckonKafka", "BeckonPostgres", "BeckonTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,177 @@
+/// Settings of the event-time engine.
+public struct EngineConfiguration: Sendable, Equatable {
+    /// How late an event may arrive and still count as on time. Default 5 s.
+    public var allowedLateness: Millis = .seconds(5)
+    /// Silence after which a caught-up partition's watermark follows the wall clock. Default 2 s.
+    public var idleAfter: Millis = .seconds(2)
+    /// Inactivity that ends a visitor's session (and lets its state go). Default 30 min.
+    public var sessionGap: Millis = .minutes(30)
+
+    public init() {}
+}
+
+/// Counters of one partition's processing.
+public struct ProcessorStatistics: Sendable, Equatable {
+    public var events = 0
+    /// Events behind the watermark: processed, and counted here.
+    public var lateEvents = 0
+    /// Events older than the visitor's current page view; ignored for page state.
+    public var outOfOrderPageEvents = 0
+    public var timersFired = 0
+    public var decisions = 0
+    public var evictedVisitors = 0
+}
+
+/// Everything Beckon knows about one visitor, kept small.
+struct VisitorState: Sendable {
+    var channel: String
+    var userID: String?
+    var lastEventTime: EventTime
+    var pagePath: String?
+    var pageSince: EventTime
+    var pageEventID: String
+    /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
+    var pageGeneration: UInt32 = 0
+    var pendingDwellTimers: Int = 0
+    var sessionTimerPending = false
+}
+
+/// The event-time engine for one Kafka partition: visitor state, watermark, timers, rules.
+///
+/// Pure and deterministic: it reads no clock; the runtime passes the wall-clock time.
+/// The same events in the same order yield the same decisions with the same ids.
+public struct PartitionProcessor: Sendable {
+    public let configuration: EngineConfiguration
+    public private(set) var rules: RuleSet
+    public private(set) var watermark: Watermark
+    public private(set) var statistics = ProcessorStatistics()
+    private var visitors: [String: VisitorState] = [:]
+    private var timers = TimerQueue()
+
+    public init(rules: RuleSet, configuration: EngineConfiguration = EngineConfiguration()) {
+        self.rules = rules
+        self.configuration = configuration
+        self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
+    }
+
+    public var visitorCount: Int { visitors.count }
+
+    /// Rule timers that have not fired yet (stale ones included until they are popped).
+    public var pendingRuleTimers: Int { visitors.values.reduce(0) { $0 + $1.pendingDwellTimers } }
+
+    /// Applies one event and returns the decisions it (or the watermark it moved) caused.
+    public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
+        statistics.events += 1
+        if watermark.isLate(event.time) { statistics.lateEvents += 1 }
+        watermark.observe(event.time, arrivedAt: wallNow)
+
+        var visitor = visitors[event.visitorID] ?? VisitorState(
+            channel: event.channel, userID: event.userID, lastEventTime: event.time, pagePath: nil,
+            pageSince: event.time, pageEventID: event.id)
+        if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
+        if let userID = event.userID { visitor.userID = userID }
+        visitor.channel = event.channel
+
+        switch event.type {
+        case .pageView, .pagePing:
+            if let path = event.pagePath, path != visitor.pagePath || visitor.pagePath == nil {
+                if visitor.pagePath != nil, event.time < visitor.pageSince {
+                    statistics.outOfOrderPageEvents += 1
+                } else {
+                    enterPage(path, at: event.time, eventID: event.id, visitorID: event.visitorID, visitor: &visitor)
+                }
+            }
+        case .pageHidden:
+            if event.time >= visitor.pageSince {
+                visitor.pagePath = nil
+                visitor.pageGeneration &+= 1
+            } else {
+                statistics.outOfOrderPageEvents += 1
+            }
+        default:
+            break
+        }
+        if !visitor.sessionTimerPending {
+            visitor.sessionTimerPending = true
+            timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, visitorID: event.visitorID, kind: .sessionEnd))
+        }
+        visitors[event.visitorID] = visitor
+        return fireDueTimers(wallNow: wallNow)
+    }
+
+    /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
+    public mutating func advanceIdle(wallNow: EventTime) -> [Decision] {
+        guard watermark.advanceIdle(wallNow: wallNow) else { return [] }
+        return fireDueTimers(wallNow: wallNow)
+    }
+
+    private mutating func enterPage(_ path: String, at time: EventTime, eventID: String, visitorID: String, visitor: inout VisitorState) {
+        visitor.pagePath = path
+        visitor.pageSince = time
+        visitor.pageEventID = eventID
+        visitor.pageGeneration &+= 1
+        for (index, rule) in rules.rules.enumerated() where rule.dwellPage.matches(path) {
+            visitor.pendingDwellTimers += 1
+            timers.schedule(VisitorTimer(
+                due: time + rule.dwellAtLeast, visitorID: visitorID,
+                kind: .dwell(rule: index, generation: visitor.pageGeneration)))
+        }
+    }
+
+    private mutating func fireDueTimers(wallNow: EventTime) -> [Decision] {
+        guard let now = watermark.current else { return [] }
+        var decisions: [Decision] = []
+        // Firings due at the same instant for one visitor compete: one prompt at a time.
+        var batch: [(timer: VisitorTimer, rule: Int)] = []
+        func flush(_ batch: inout [(timer: VisitorTimer, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
+            guard !batch.isEmpty else { return }
+            let winner = batch.max { a, b in
+                let ra = processor.rules.rules[a.rule], rb = processor.rules.rules[b.rule]
+                return ra.priority != rb.priority ? ra.priority < rb.priority : ra.id > rb.id
+            }!
+            if let decision = processor.decide(winner.timer, rule: winner.rule, wallNow: wallNow) {
+                decisions.append(decision)
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+        while let timer = timers.popDue(atOrBefore: now) {
+            statistics.timersFired += 1
+            if let last = batch.last?.timer, last.due != timer.due || last.visitorID != timer.visitorID {
+                flush(&batch, into: &decisions, processor: &self)
+            }
+            switch timer.kind {
+            case .dwell(let rule, let generation):
+                guard var visitor = visitors[timer.visitorID] else { continue }
+                visitor.pendingDwellTimers -= 1
+                visitors[timer.visitorID] = visitor
+                if generation == visitor.pageGeneration { batch.append((timer, rule)) }
+            case .sessionEnd:
+                guard var visitor = visitors[timer.visitorID] else { continue }
+                let end = visitor.lastEventTime + configuration.sessionGap
+                if end <= now && visitor.pendingDwellTimers == 0 {
+                    visitors[timer.visitorID] = nil
+                    statistics.evictedVisitors += 1
+                } else {
+                    visitor.sessionTimerPending = true
+                    timers.schedule(VisitorTimer(due: max(end, timer.due + .seconds(1)), visitorID: timer.visitorID, kind: .sessionEnd))
+                    visitors[timer.visitorID] = visitor
+                }
+            }
+        }
+        flush(&batch, into: &decisions, processor: &self)
+        statistics.decisions += decisions.count
+        return decisions
+    }
+
+    private func decide(_ timer: VisitorTimer, rule index: Int, wallNow: EventTime) -> Decision? {
+        guard let visitor = visitors[timer.visitorID], let path = visitor.pagePath else { return nil }
+        let rule = rules.rules[index]
+        return Decision(
+            id: Decision.makeID(visitorID: timer.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
+            visitorID: timer.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
+            ruleVersion: rule.version, intent: [],
+            reason: "on \(path) (matches \(rule.dwellPage)) for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
+            payload: rule.payload, channel: visitor.channel, eventTime: timer.due, decidedAt: wallNow,
+            expiresAt: timer.due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)
+    }
+}

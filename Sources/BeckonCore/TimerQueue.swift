@@ -1,0 +1,70 @@
+/// A pending event-time timer for one visitor.
+public struct VisitorTimer: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// A dwell rule (index into the rule set) for the page view with this generation.
+        case dwell(rule: Int, generation: UInt32)
+        /// Check whether the visitor's session has ended and its state can go.
+        case sessionEnd
+    }
+
+    public var due: EventTime
+    public var visitorID: String
+    public var kind: Kind
+
+    /// Deterministic order: by due time, then visitor, then kind.
+    static func precedes(_ a: VisitorTimer, _ b: VisitorTimer) -> Bool {
+        if a.due != b.due { return a.due < b.due }
+        if a.visitorID != b.visitorID { return a.visitorID < b.visitorID }
+        return a.kind.order < b.kind.order
+    }
+}
+
+extension VisitorTimer.Kind {
+    fileprivate var order: (Int, Int, UInt32) {
+        switch self {
+        case .dwell(let rule, let generation): return (0, rule, generation)
+        case .sessionEnd: return (1, 0, 0)
+        }
+    }
+}
+
+/// A binary min-heap of timers, popped in deterministic order.
+public struct TimerQueue: Sendable {
+    private var heap: [VisitorTimer] = []
+
+    public init() {}
+
+    public var count: Int { heap.count }
+    public var next: VisitorTimer? { heap.first }
+
+    public mutating func schedule(_ timer: VisitorTimer) {
+        heap.append(timer)
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard VisitorTimer.precedes(heap[i], heap[parent]) else { break }
+            heap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    /// Removes and returns the earliest timer if it is due at `time` or before.
+    public mutating func popDue(atOrBefore time: EventTime) -> VisitorTimer? {
+        guard let first = heap.first, first.due <= time else { return nil }
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var smallest = i
+                if l < heap.count, VisitorTimer.precedes(heap[l], heap[smallest]) { smallest = l }
+                if r < heap.count, VisitorTimer.precedes(heap[r], heap[smallest]) { smallest = r }
+                if smallest == i { break }
+                heap.swapAt(i, smallest)
+                i = smallest
+            }
+        }
+        return first
+    }
+}

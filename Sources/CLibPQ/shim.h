@@ -1,0 +1,4 @@
+#ifndef BECKON_CLIBPQ_SHIM_H
+#define BECKON_CLIBPQ_SHIM_H
+#include <libpq-fe.h>
+#endif

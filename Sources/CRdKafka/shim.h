@@ -1,0 +1,4 @@
+#ifndef BECKON_CRDKAFKA_SHIM_H
+#define BECKON_CRDKAFKA_SHIM_H
+#include <librdkafka/rdkafka.h>
+#endif
