@@ -1,0 +1,185 @@
+import BeckonCore
+import BeckonKafka
+import Foundation
+import Yams
+
+/// Beckon's settings: defaults, then a YAML file, then `BECKON_*` environment variables,
+/// then `--set key=value` overrides. Keys are dotted (`engine.allowed_lateness`); every
+/// `kafka.*` key is a librdkafka property passed through untouched.
+public struct BeckonConfiguration: Sendable, Equatable {
+    public var kafka = KafkaConfiguration(["bootstrap.servers": "127.0.0.1:9092"])
+    public var postgresURL = "postgresql://beckon@127.0.0.1:5432/beckon"
+    public var eventsTopic = "beckon.events"
+    public var decisionsTopic = "beckon.decisions"
+    public var deadLetterTopic = "beckon.events.dlq"
+    /// Partitions for topics that `beckon topics create` makes.
+    public var topicPartitions: Int32 = 12
+    public var rulesDirectory = "Rules"
+    public var schemasDirectory = "Schemas"
+    public var engine = EngineConfiguration()
+    /// Most messages processed between two output flushes and commits.
+    public var batchSize = 5000
+    /// Longest wait for the first message of a batch.
+    public var pollTimeout = Millis(100)
+
+    public init() {}
+
+    /// Every key Beckon knows besides `kafka.*`, with its meaning (for `--help` and errors).
+    public static let keys: [(key: String, meaning: String)] = [
+        ("postgres.url", "libpq connection string or URI (default postgresql://beckon@127.0.0.1:5432/beckon)"),
+        ("topics.events", "input topic of tracker events (default beckon.events)"),
+        ("topics.decisions", "output topic of decisions (default beckon.decisions)"),
+        ("topics.dead_letters", "topic for refused events (default beckon.events.dlq)"),
+        ("topics.partitions", "partitions of topics created by `beckon topics create` (default 12)"),
+        ("paths.rules", "folder of rule files, *.yaml (default Rules)"),
+        ("paths.schemas", "folder with migrations/ (default Schemas)"),
+        ("engine.allowed_lateness", "how late an event may be and still count as on time (default 5s)"),
+        ("engine.idle_after", "silence after which an idle partition's watermark follows the wall clock (default 2s)"),
+        ("engine.session_gap", "inactivity that ends a session (default 30m)"),
+        ("run.batch_size", "most messages between two output flushes and offset commits (default 5000)"),
+        ("run.poll_timeout", "longest wait for the first message of a batch (default 100ms)"),
+    ]
+
+    /// A configuration problem: which key, from where, and why.
+    public struct Error: Swift.Error, Sendable, CustomStringConvertible {
+        public var key: String
+        public var source: String
+        public var message: String
+        public var description: String { "configuration key '\(key)' (\(source)): \(message)" }
+    }
+
+    /// Loads the file (if any), the environment and the overrides, in that order.
+    public static func load(file: String?, environment: [String: String], overrides: [String] = []) throws(Error) -> BeckonConfiguration {
+        var config = BeckonConfiguration()
+        if let file {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw Error(key: "-", source: file, message: "cannot read the file: \(error.localizedDescription)")
+            }
+            for (key, value, place) in try flatten(yaml: text, file: file) {
+                try config.set(key, value, source: place)
+            }
+        }
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("BECKON_") && name != "BECKON_CONFIG" {
+            let rest = String(name.dropFirst("BECKON_".count))
+            if rest.hasPrefix("KAFKA_") {
+                let property = rest.dropFirst("KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+                try config.set("kafka." + property, value, source: "environment \(name)")
+            } else if let known = keys.first(where: { $0.key.uppercased().replacingOccurrences(of: ".", with: "_") == rest }) {
+                try config.set(known.key, value, source: "environment \(name)")
+            } else {
+                throw Error(key: name, source: "environment", message: "unknown variable; known: BECKON_KAFKA_<PROPERTY> and " + keys.map { "BECKON_" + $0.key.uppercased().replacingOccurrences(of: ".", with: "_") }.joined(separator: ", "))
+            }
+        }
+        for override in overrides {
+            guard let eq = override.firstIndex(of: "=") else {
+                throw Error(key: override, source: "--set", message: "expected key=value")
+            }
+            try config.set(String(override[..<eq]), String(override[override.index(after: eq)...]), source: "--set")
+        }
+        return config
+    }
+
+    /// Sets one dotted key.
+    public mutating func set(_ key: String, _ value: String, source: String) throws(Error) {
+        func duration() throws(Error) -> Millis {
+            guard let d = Millis.parse(value), d.value >= 0 else { throw Error(key: key, source: source, message: "'\(value)' is not a duration such as 5s, 250ms or 2m") }
+            return d
+        }
+        func positive() throws(Error) -> Int {
+            guard let n = Int(value), n > 0 else { throw Error(key: key, source: source, message: "'\(value)' is not a whole number above 0") }
+            return n
+        }
+        func nonEmpty() throws(Error) -> String {
+            guard !value.isEmpty else { throw Error(key: key, source: source, message: "must not be empty") }
+            return value
+        }
+        if key.hasPrefix("kafka.") {
+            let property = String(key.dropFirst("kafka.".count))
+            guard !property.isEmpty else { throw Error(key: key, source: source, message: "needs a librdkafka property name after 'kafka.'") }
+            kafka[property] = value
+            return
+        }
+        switch key {
+        case "postgres.url": postgresURL = try nonEmpty()
+        case "topics.events": eventsTopic = try nonEmpty()
+        case "topics.decisions": decisionsTopic = try nonEmpty()
+        case "topics.dead_letters": deadLetterTopic = try nonEmpty()
+        case "topics.partitions": topicPartitions = Int32(clamping: try positive())
+        case "paths.rules": rulesDirectory = try nonEmpty()
+        case "paths.schemas": schemasDirectory = try nonEmpty()
+        case "engine.allowed_lateness": engine.allowedLateness = try duration()
+        case "engine.idle_after": engine.idleAfter = try duration()
+        case "engine.session_gap": engine.sessionGap = try duration()
+        case "run.batch_size": batchSize = try positive()
+        case "run.poll_timeout": pollTimeout = try duration()
+        default:
+            let names = Self.keys.map(\.key)
+            let hint = names.min { editDistance(key, $0) < editDistance(key, $1) }.flatMap { editDistance(key, $0) <= 3 ? "; did you mean '\($0)'?" : nil }
+            throw Error(key: key, source: source, message: "unknown key\(hint ?? "; known keys: kafka.<librdkafka property>, " + names.joined(separator: ", "))")
+        }
+    }
+
+    /// `kafka: {bootstrap.servers: x}` → `kafka.bootstrap.servers = x`, with each value's place.
+    static func flatten(yaml: String, file: String) throws(Error) -> [(String, String, String)] {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else { return [] }
+            root = node
+        } catch {
+            throw Error(key: "-", source: file, message: "not valid YAML: \(error)")
+        }
+        var out: [(String, String, String)] = []
+        func walk(_ node: Node, prefix: String) throws(Error) {
+            let place = "\(file):\(node.mark?.line ?? 1):\(node.mark?.column ?? 1)"
+            switch node {
+            case .mapping(let mapping):
+                for (k, v) in mapping {
+                    guard let key = k.scalar?.string else { throw Error(key: prefix, source: place, message: "keys must be strings") }
+                    // librdkafka property names contain dots: everything under kafka is one level.
+                    if prefix == "kafka" {
+                        guard let value = v.scalar?.string else { throw Error(key: "kafka.\(key)", source: place, message: "must be a plain value") }
+                        out.append(("kafka.\(key)", value, "\(file):\(v.mark?.line ?? 1):\(v.mark?.column ?? 1)"))
+                    } else {
+                        try walk(v, prefix: prefix.isEmpty ? key : "\(prefix).\(key)")
+                    }
+                }
+            case .scalar(let scalar):
+                out.append((prefix, scalar.string, place))
+            default:
+                throw Error(key: prefix, source: place, message: "lists are not allowed here")
+            }
+        }
+        try walk(root, prefix: "")
+        return out
+    }
+}
+
+/// Reads `*.yaml` rule files from a folder.
+public enum RuleFiles {
+    public static func load(directory: String) -> Result<RuleSet, RuleSetErrors> {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+        } catch {
+            return .failure(RuleSetErrors(errors: [SourceError(file: directory, line: 0, column: 0, message: "cannot read the rules folder: \(error.localizedDescription)")]))
+        }
+        var files: [(name: String, text: String)] = []
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                return .failure(RuleSetErrors(errors: [SourceError(file: path, line: 0, column: 0, message: "cannot read the file (not UTF-8?)")]))
+            }
+            files.append((path, text))
+        }
+        return RuleSet.load(files: files)
+    }
+}
+
+/// Wall-clock time as an `EventTime`; the runtime's only clock.
+public func wallClockNow() -> EventTime {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return EventTime(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+}

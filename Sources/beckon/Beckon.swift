@@ -1,0 +1,213 @@
+import ArgumentParser
+import Beckon
+import BeckonCore
+import BeckonKafka
+import BeckonPostgres
+import Foundation
+import Logging
+import ServiceLifecycle
+
+@main
+struct BeckonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "beckon",
+        abstract: "Behaviour-event stream processor for proactive customer engagement.",
+        discussion: """
+            Beckon reads tracker events from Kafka, keeps a small event-time state per visitor, \
+            and when a rule fires emits one decision (offer_help, coupon or handoff) to Kafka and PostgreSQL.
+
+            Configuration comes from defaults, then --config FILE (or BECKON_CONFIG), then BECKON_* \
+            environment variables, then --set key=value. Any kafka.<property> is passed to librdkafka \
+            untouched. `beckon config keys` lists every key.
+            """,
+        subcommands: [Run.self, Simulate.self, Migrate.self, Topics.self, Rules.self, Config.self]
+    )
+}
+
+/// Options every command that talks to Kafka or PostgreSQL shares.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML configuration file (default: $BECKON_CONFIG, else built-in defaults).")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one key, e.g. --set kafka.bootstrap.servers=host:9092.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: Logger.Level = .info
+
+    func load() throws -> BeckonConfiguration {
+        let env = ProcessInfo.processInfo.environment
+        do {
+            return try BeckonConfiguration.load(file: config ?? env["BECKON_CONFIG"], environment: env, overrides: overrides)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func logger(_ label: String = "beckon") -> Logger {
+        LoggingBootstrap.once(level: logLevel)
+        return Logger(label: label)
+    }
+}
+
+enum LoggingBootstrap {
+    nonisolated(unsafe) private static var done = false
+    static func once(level: Logger.Level) {
+        guard !done else { return }
+        done = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Consume events, decide, and publish decisions (stops cleanly on SIGTERM/SIGINT).",
+        discussion: """
+            Joins the consumer group (kafka.group.id, default beckon) on topics.events. Offsets are \
+            committed only after the decisions of the events before them are acknowledged by Kafka \
+            and stored in PostgreSQL. Prints each decision as a log line and a summary at the end.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Flag(help: "Exit once every partition is read to its end and no rule timer is pending (for demos and replays).")
+    var exitWhenDrained = false
+
+    func run() async throws {
+        let config = try common.load()
+        let logger = common.logger()
+        let rules: RuleSet
+        switch RuleFiles.load(directory: config.rulesDirectory) {
+        case .success(let set): rules = set
+        case .failure(let errors): throw ValidationError("the rules in \(config.rulesDirectory) are invalid:\n\(errors)")
+        }
+        let pipeline = Pipeline(configuration: config, rules: rules, logger: logger)
+        let service = PipelineService(pipeline: pipeline, exit: exitWhenDrained ? .drained : .never)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            print(pipeline.summary.report)
+            throw error
+        }
+        print(pipeline.summary.report)
+    }
+}
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Produce a deterministic simulated clickstream to topics.events (or print it).",
+        discussion: """
+            Visitors over web and app browse, buy, hesitate, or dwell on /checkout/payment; a small \
+            share of messages is deliberately malformed. The same --seed gives the same bytes.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Number of visitors.") var visitors = 300
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(help: "Share of malformed messages, 0 to 1.") var badShare = 0.01
+    @Option(help: "Spread of session starts in event time, e.g. 10m.") var span = "10m"
+    @Flag(help: "Write JSON lines to standard output instead of producing to Kafka.") var stdout = false
+
+    func run() async throws {
+        let config = try common.load()
+        var sim = Simulator.Configuration()
+        sim.visitors = visitors
+        sim.seed = seed
+        sim.badShare = badShare
+        guard let spanValue = Millis.parse(span) else { throw ValidationError("--span '\(span)' is not a duration such as 10m") }
+        sim.span = spanValue
+        let messages = Simulator(sim).messages()
+        if stdout {
+            for m in messages { print(String(decoding: m.value, as: UTF8.self)) }
+            return
+        }
+        let logger = common.logger()
+        let producer = try KafkaProducer.make(configuration: config.kafka, logger: logger)
+        let outgoing = messages.map { OutgoingMessage(topic: config.eventsTopic, key: Array($0.key.utf8), value: $0.value, timestamp: $0.timestamp) }
+        for chunk in stride(from: 0, to: outgoing.count, by: 10_000) {
+            try producer.send(Array(outgoing[chunk..<min(chunk + 10_000, outgoing.count)]))
+        }
+        let bad = messages.filter { !$0.isValid }.count
+        print("produced \(messages.count) events (\(bad) malformed) for \(visitors) visitors to \(config.eventsTopic)")
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the SQL migrations in paths.schemas/migrations to postgres.url.")
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let config = try common.load()
+        let logger = common.logger()
+        let connection = try PostgresConnection.connect(config.postgresURL)
+        let applied = try Migrator(directory: config.schemasDirectory + "/migrations", logger: logger).migrate(connection)
+        print(applied.isEmpty ? "database is up to date" : "applied \(applied.joined(separator: ", "))")
+    }
+}
+
+struct Topics: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage Kafka topics.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create the events, decisions and dead-letter topics if missing.")
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let config = try common.load()
+            // retention.ms is set explicitly: Tansu reports only configs given at creation.
+            let retention = ["retention.ms": "604800000"]
+            let created = try KafkaAdmin.createTopics([
+                .init(name: config.eventsTopic, partitions: config.topicPartitions, config: retention),
+                .init(name: config.decisionsTopic, partitions: config.topicPartitions, config: retention),
+                .init(name: config.deadLetterTopic, partitions: config.topicPartitions, config: retention),
+            ], configuration: config.kafka)
+            print(created.isEmpty ? "topics exist already" : "created \(created.joined(separator: ", "))")
+        }
+    }
+}
+
+struct Rules: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Work with rule files.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate the rule files in DIR; print every error as file:line:column.")
+        @Argument(help: "Folder of *.yaml rules (default: paths.rules).") var directory: String?
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let dir = try directory ?? common.load().rulesDirectory
+            switch RuleFiles.load(directory: dir) {
+            case .success(let set):
+                print("\(set.rules.count) rules OK (version \(set.version)): \(set.rules.map(\.id).joined(separator: ", "))")
+            case .failure(let errors):
+                for error in errors.errors { print(error) }
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct Config: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show configuration.", subcommands: [Keys.self])
+
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List every configuration key and its environment variable.")
+        func run() async throws {
+            print("kafka.<property>  (BECKON_KAFKA_<PROPERTY>, dots as _)  any librdkafka property, passed through")
+            for (key, meaning) in BeckonConfiguration.keys {
+                print("\(key)  (BECKON_\(key.uppercased().replacingOccurrences(of: ".", with: "_")))  \(meaning)")
+            }
+        }
+    }
+}
