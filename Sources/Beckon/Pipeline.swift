@@ -235,7 +235,7 @@ public final class Pipeline: @unchecked Sendable {
             for d in decisions { s.decisionsByActionAndRule["\(d.action.rawValue) \(d.ruleID)", default: 0] += 1 }
         }
         for decision in decisions {
-            logger.info("decision \(decision.action.rawValue) for \(decision.visitorID): \(decision.reason)", metadata: [
+            logger.debug("decision \(decision.action.rawValue) for \(decision.visitorID): \(decision.reason)", metadata: [
                 "beckon.rule": "\(decision.ruleID)", "beckon.decision_id": "\(decision.id)", "beckon.channel": "\(decision.channel)",
             ])
             onDecision?(decision)

@@ -170,7 +170,7 @@ public struct PartitionProcessor: Sendable {
             id: Decision.makeID(visitorID: timer.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
             visitorID: timer.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
             ruleVersion: rule.version, intent: [],
-            reason: "on \(path) (matches \(rule.dwellPage)) for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
+            reason: "on \(path)\(rule.dwellPage.pattern == path ? "" : " (matches \(rule.dwellPage))") for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
             payload: rule.payload, channel: visitor.channel, eventTime: timer.due, decidedAt: wallNow,
             expiresAt: timer.due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)
     }

@@ -80,6 +80,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Exit once every partition is read to its end and no rule timer is pending (for demos and replays).")
     var exitWhenDrained = false
 
+    @Flag(help: "Print one line per decision to standard output once it is durable.")
+    var printDecisions = false
+
     func run() async throws {
         let config = try common.load()
         let logger = common.logger()
@@ -88,7 +91,13 @@ struct Run: AsyncParsableCommand {
         case .success(let set): rules = set
         case .failure(let errors): throw ValidationError("the rules in \(config.rulesDirectory) are invalid:\n\(errors)")
         }
-        let pipeline = Pipeline(configuration: config, rules: rules, logger: logger)
+        let printEach = printDecisions
+        let pipeline = Pipeline(configuration: config, rules: rules, logger: logger, onDecision: { decision in
+            guard printEach else { return }
+            let line = "\(decision.eventTime.rfc3339)  \(decision.action.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
+                + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+        })
         let service = PipelineService(pipeline: pipeline, exit: exitWhenDrained ? .drained : .never)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],

@@ -1,0 +1,32 @@
+# Beckon — the two commands a newcomer needs:
+#   make demo   run the pipeline end to end on the embedded Tansu broker and a local PostgreSQL
+#   make test   unit and integration tests against a real Tansu and a real PostgreSQL
+SHELL := /bin/bash
+export PKG_CONFIG_PATH := $(CURDIR)/.deps/librdkafka/lib/pkgconfig
+
+.PHONY: setup build release demo test test-unit clean distclean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	swift build
+
+release: setup
+	swift build -c release --product beckon
+
+demo: release
+	@bash scripts/demo.sh
+
+test: setup
+	swift test
+
+test-unit: setup
+	swift test --filter BeckonCoreTests
+
+clean:
+	rm -rf .build .run
+
+# Also removes the project-local librdkafka build and the Tansu venv.
+distclean: clean
+	rm -rf .deps
