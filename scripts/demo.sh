@@ -9,7 +9,10 @@ PROJECT_ROOT=$ROOT
 source "$ROOT/scripts/lib/services.sh"
 
 BECKON="$ROOT/.build/release/beckon"
-RUN_DIR="$ROOT/.run/demo"
+# Outside the checkout: PostgreSQL runs as the 'postgres' user when we are root, and may
+# not be allowed into the checkout's folders. Fixed per checkout, so a later run finds
+# and cleans up what an interrupted one left.
+RUN_DIR="${TMPDIR:-/tmp}/beckon-demo-$(printf '%s' "$ROOT" | md5sum | cut -c1-10)"
 VISITORS=${VISITORS:-300}
 SEED=${SEED:-42}
 [ -x "$BECKON" ] || { echo "build first: make release (make demo does)" >&2; exit 1; }

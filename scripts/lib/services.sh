@@ -52,8 +52,8 @@ start_postgres() {
   PG_PORT=$(free_port)
   mkdir -p "$data"
   if [ "$(id -u)" -eq 0 ]; then
-    chown -R postgres: "$dir"
     chmod 755 "$dir"
+    chown -R postgres: "$data"
     as=(setpriv --reuid=postgres --regid=postgres --init-groups)
   fi
   "${as[@]}" "$PG_BIN/initdb" -D "$data" -A trust -U beckon -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
