@@ -185,6 +185,8 @@ public struct JSONParser {
         var isInteger = true
         var integer: Int64 = 0
         var overflow = false
+        // JSON allows no leading zeros: a 0 ends the integer part.
+        let leadingZero = index < bytes.count && bytes[index] == UInt8(ascii: "0")
         while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
             let (m, o1) = integer.multipliedReportingOverflow(by: 10)
             let (a, o2) = m.addingReportingOverflow(Int64(bytes[index] &- UInt8(ascii: "0")))
@@ -192,6 +194,7 @@ public struct JSONParser {
             overflow = overflow || o1 || o2
             sawDigit = true
             index += 1
+            if leadingZero { break }
         }
         guard sawDigit else { throw error("invalid number") }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {

@@ -33,6 +33,11 @@ struct VisitorState: Sendable {
     /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
     var pageGeneration: UInt32 = 0
     var pendingDwellTimers: Int = 0
+    /// The latest due time of this visitor's dwell timers; the session-end check waits for it.
+    var latestDwellDue: EventTime = EventTime(milliseconds: .min)
+    /// Rules (indices) already settled for the current page view, fired or outranked,
+    /// so a dwell is decided once whether its timer or the departure comes first.
+    var settledRules: [Int] = []
     var sessionTimerPending = false
 }
 
@@ -72,17 +77,20 @@ public struct PartitionProcessor: Sendable {
         if let userID = event.userID { visitor.userID = userID }
         visitor.channel = event.channel
 
+        var settled: [Decision] = []
         switch event.type {
         case .pageView, .pagePing:
             if let path = event.pagePath, path != visitor.pagePath || visitor.pagePath == nil {
                 if visitor.pagePath != nil, event.time < visitor.pageSince {
                     statistics.outOfOrderPageEvents += 1
                 } else {
+                    settled = settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
                     enterPage(path, at: event.time, eventID: event.id, visitorID: event.visitorID, visitor: &visitor)
                 }
             }
         case .pageHidden:
             if event.time >= visitor.pageSince {
+                settled = settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
                 visitor.pagePath = nil
                 visitor.pageGeneration &+= 1
             } else {
@@ -96,7 +104,34 @@ public struct PartitionProcessor: Sendable {
             timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, visitorID: event.visitorID, kind: .sessionEnd))
         }
         visitors[event.visitorID] = visitor
-        return fireDueTimers(wallNow: wallNow)
+        statistics.decisions += settled.count
+        return settled + fireDueTimers(wallNow: wallNow)
+    }
+
+    /// A visitor leaves its page at `time`: dwells completed by then fire now, exactly as
+    /// their timers would have (same event time, same id), so a replay that reads the
+    /// departure before the watermark reaches the timer decides the same as a live run.
+    private mutating func settleDwell(_ visitorID: String, _ visitor: inout VisitorState, leavingAt time: EventTime, wallNow: EventTime) -> [Decision] {
+        guard let path = visitor.pagePath else { return [] }
+        var decisions: [Decision] = []
+        // Completed dwells grouped by the instant they completed: one prompt per instant.
+        var byDue: [EventTime: [Int]] = [:]
+        for (index, rule) in rules.rules.enumerated()
+        where rule.dwellPage.matches(path) && visitor.pageSince + rule.dwellAtLeast <= time && !visitor.settledRules.contains(index) {
+            byDue[visitor.pageSince + rule.dwellAtLeast, default: []].append(index)
+        }
+        for due in byDue.keys.sorted() {
+            let winner = byDue[due]!.max { a, b in Self.ranks(rules.rules[a], below: rules.rules[b]) }!
+            visitor.settledRules += byDue[due]!
+            let timer = VisitorTimer(due: due, visitorID: visitorID, kind: .dwell(rule: winner, generation: visitor.pageGeneration))
+            if let decision = decide(timer, rule: winner, visitor: visitor, wallNow: wallNow) { decisions.append(decision) }
+        }
+        return decisions
+    }
+
+    /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
+    static func ranks(_ a: Rule, below b: Rule) -> Bool {
+        a.priority != b.priority ? a.priority < b.priority : a.id > b.id
     }
 
     /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
@@ -110,8 +145,10 @@ public struct PartitionProcessor: Sendable {
         visitor.pageSince = time
         visitor.pageEventID = eventID
         visitor.pageGeneration &+= 1
+        visitor.settledRules.removeAll()
         for (index, rule) in rules.rules.enumerated() where rule.dwellPage.matches(path) {
             visitor.pendingDwellTimers += 1
+            visitor.latestDwellDue = max(visitor.latestDwellDue, time + rule.dwellAtLeast)
             timers.schedule(VisitorTimer(
                 due: time + rule.dwellAtLeast, visitorID: visitorID,
                 kind: .dwell(rule: index, generation: visitor.pageGeneration)))
@@ -125,26 +162,27 @@ public struct PartitionProcessor: Sendable {
         var batch: [(timer: VisitorTimer, rule: Int)] = []
         func flush(_ batch: inout [(timer: VisitorTimer, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
             guard !batch.isEmpty else { return }
-            let winner = batch.max { a, b in
-                let ra = processor.rules.rules[a.rule], rb = processor.rules.rules[b.rule]
-                return ra.priority != rb.priority ? ra.priority < rb.priority : ra.id > rb.id
-            }!
-            if let decision = processor.decide(winner.timer, rule: winner.rule, wallNow: wallNow) {
+            let winner = batch.max { a, b in Self.ranks(processor.rules.rules[a.rule], below: processor.rules.rules[b.rule]) }!
+            if let visitor = processor.visitors[winner.timer.visitorID],
+               let decision = processor.decide(winner.timer, rule: winner.rule, visitor: visitor, wallNow: wallNow) {
                 decisions.append(decision)
             }
             batch.removeAll(keepingCapacity: true)
         }
         while let timer = timers.popDue(atOrBefore: now) {
             statistics.timersFired += 1
-            if let last = batch.last?.timer, last.due != timer.due || last.visitorID != timer.visitorID {
+            if let last = batch.last?.timer, last.due != timer.due || last.visitorID != timer.visitorID || timer.kind == .sessionEnd {
                 flush(&batch, into: &decisions, processor: &self)
             }
             switch timer.kind {
             case .dwell(let rule, let generation):
                 guard var visitor = visitors[timer.visitorID] else { continue }
                 visitor.pendingDwellTimers -= 1
+                if generation == visitor.pageGeneration && !visitor.settledRules.contains(rule) {
+                    visitor.settledRules.append(rule)
+                    batch.append((timer, rule))
+                }
                 visitors[timer.visitorID] = visitor
-                if generation == visitor.pageGeneration { batch.append((timer, rule)) }
             case .sessionEnd:
                 guard var visitor = visitors[timer.visitorID] else { continue }
                 let end = visitor.lastEventTime + configuration.sessionGap
@@ -152,8 +190,9 @@ public struct PartitionProcessor: Sendable {
                     visitors[timer.visitorID] = nil
                     statistics.evictedVisitors += 1
                 } else {
-                    visitor.sessionTimerPending = true
-                    timers.schedule(VisitorTimer(due: max(end, timer.due + .seconds(1)), visitorID: timer.visitorID, kind: .sessionEnd))
+                    // Check again when the session may have ended and every dwell timer has fired.
+                    let next = max(end, visitor.latestDwellDue, timer.due + Millis(1))
+                    timers.schedule(VisitorTimer(due: next, visitorID: timer.visitorID, kind: .sessionEnd))
                     visitors[timer.visitorID] = visitor
                 }
             }
@@ -163,8 +202,8 @@ public struct PartitionProcessor: Sendable {
         return decisions
     }
 
-    private func decide(_ timer: VisitorTimer, rule index: Int, wallNow: EventTime) -> Decision? {
-        guard let visitor = visitors[timer.visitorID], let path = visitor.pagePath else { return nil }
+    private func decide(_ timer: VisitorTimer, rule index: Int, visitor: VisitorState, wallNow: EventTime) -> Decision? {
+        guard let path = visitor.pagePath else { return nil }
         let rule = rules.rules[index]
         return Decision(
             id: Decision.makeID(visitorID: timer.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),

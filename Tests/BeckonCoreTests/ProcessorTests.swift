@@ -1,0 +1,219 @@
+import BeckonCore
+import PropertyBased
+import Testing
+
+func makeRules(_ specs: [(id: String, page: String, atLeast: String, priority: Int)]) throws -> RuleSet {
+    try RuleSet.load(files: specs.map { spec in
+        (name: "\(spec.id).yaml", text: """
+            id: \(spec.id)
+            when:
+              dwell:
+                page: \(spec.page)
+                at_least: \(spec.atLeast)
+            action: offer_help
+            payload:
+              message: hi
+            priority: \(spec.priority)
+            """)
+    }).get()
+}
+
+let t0 = EventTime.parseRFC3339("2026-03-02T10:00:00Z")!
+
+func view(_ visitor: String, _ id: String, at seconds: Double, _ path: String) -> Event {
+    Event(id: id, type: .pageView, visitorID: visitor, time: t0 + Millis(Int64(seconds * 1000)), pagePath: path)
+}
+
+func hidden(_ visitor: String, _ id: String, at seconds: Double) -> Event {
+    Event(id: id, type: .pageHidden, visitorID: visitor, time: t0 + Millis(Int64(seconds * 1000)))
+}
+
+func configuration(lateness: Int64 = 5, idleAfter: Int64 = 2) -> EngineConfiguration {
+    var c = EngineConfiguration()
+    c.allowedLateness = .seconds(lateness)
+    c.idleAfter = .seconds(idleAfter)
+    return c
+}
+
+@Suite("Partition processor: dwell timers, watermark, one prompt at a time")
+struct ProcessorTests {
+    let wall = EventTime.parseRFC3339("2026-11-21T00:00:00Z")!
+
+    @Test func dwellFiresWhenOtherTrafficMovesTheWatermarkPastIt() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        #expect(p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall).isEmpty)
+        // Another visitor's event at 49 s: watermark 44 s, not yet past 45 s.
+        #expect(p.process(view("bob", "b1", at: 49, "/"), arrivedAt: wall).isEmpty)
+        // At 50 s the watermark reaches 45 s: alice's dwell fires, though she sent nothing more.
+        let decisions = p.process(view("bob", "b2", at: 50, "/p/1"), arrivedAt: wall)
+        #expect(decisions.count == 1)
+        let d = try #require(decisions.first)
+        #expect(d.visitorID == "alice")
+        #expect(d.ruleID == "pay")
+        #expect(d.triggerEventID == "a1")
+        #expect(d.eventTime == t0 + .seconds(45))
+        #expect(d.expiresAt == t0 + .seconds(45) + .minutes(2))
+        #expect(d.decidedAt == wall)
+        #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1"))
+        #expect(d.reason == "on /checkout/payment for at least 45s since 2026-03-02T10:00:00.000Z")
+    }
+
+    @Test func idlePartitionWatermarkFollowsTheWallClock() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        // Newest event 0 s, lateness 5 s: 49 s of silence moves the watermark to 44 s only.
+        #expect(p.advanceIdle(wallNow: wall + .seconds(49)).isEmpty)
+        #expect(p.watermark.current == t0 + .seconds(44))
+        let decisions = p.advanceIdle(wallNow: wall + .seconds(50))
+        #expect(decisions.map(\.visitorID) == ["alice"])
+        #expect(decisions.first?.eventTime == t0 + .seconds(45))
+        // Silence shorter than idle_after moves nothing.
+        var q = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = q.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        _ = q.advanceIdle(wallNow: wall + Millis(1999))
+        #expect(q.watermark.current == t0 - .seconds(5))
+    }
+
+    @Test func leavingBeforeTheDwellFiresNothing() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.process(view("alice", "a2", at: 44, "/checkout/done"), arrivedAt: wall).isEmpty)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+        var q = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = q.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        #expect(q.process(hidden("alice", "a2", at: 30), arrivedAt: wall).isEmpty)
+        #expect(q.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+        #expect(q.statistics.decisions == 0)
+    }
+
+    @Test func leavingAfterTheDwellDecidesAsTheTimerWould() throws {
+        // The departure at 60 s is read before any watermark passed 45 s (a backlog or replay).
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration(lateness: 30))
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        let decisions = p.process(view("alice", "a2", at: 60, "/checkout/done"), arrivedAt: wall)
+        #expect(decisions.map(\.id) == [Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1")])
+        #expect(decisions.first?.eventTime == t0 + .seconds(45))
+        // The timer that is still queued is stale now: nothing more, ever.
+        #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+        #expect(p.statistics.decisions == 1)
+    }
+
+    @Test func aReloadOfTheSamePageKeepsTheDwellRunning() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        _ = p.process(view("alice", "a2", at: 30, "/checkout/payment"), arrivedAt: wall)
+        let decisions = p.advanceIdle(wallNow: wall + .seconds(60))
+        #expect(decisions.map(\.triggerEventID) == ["a1"])
+    }
+
+    @Test func onlyTheHighestPriorityRuleFiresAtOneInstant() throws {
+        let rules = try makeRules([("low", "/checkout/*", "30s", 1), ("high", "/checkout/payment", "30s", 9), ("tie-b", "/checkout/**", "30s", 9)])
+        var p = PartitionProcessor(rules: rules, configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        let decisions = p.advanceIdle(wallNow: wall + .seconds(40))
+        // "high" and "tie-b" share the top priority; the smaller id wins the tie.
+        #expect(decisions.map(\.ruleID) == ["high"])
+    }
+
+    @Test func rulesDueAtDifferentTimesEachFire() throws {
+        let rules = try makeRules([("short", "/checkout/payment", "10s", 1), ("long", "/checkout/payment", "45s", 1)])
+        var p = PartitionProcessor(rules: rules, configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(20)).map(\.ruleID) == ["short"])
+        #expect(p.advanceIdle(wallNow: wall + .seconds(60)).map(\.ruleID) == ["long"])
+    }
+
+    @Test func lateEventsAreCountedAndOlderPageViewsDoNotRewindThePage() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("bob", "b1", at: 100, "/"), arrivedAt: wall)
+        _ = p.process(view("alice", "a2", at: 90, "/checkout/done"), arrivedAt: wall)
+        // 10 s behind the newest event, 5 s behind the watermark: late, counted, still applied.
+        #expect(p.statistics.lateEvents == 1)
+        // alice's page view at 80 s is older than the page she is on (90 s): ignored for page state.
+        _ = p.process(view("alice", "a1", at: 80, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.statistics.outOfOrderPageEvents == 1)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+    }
+
+    @Test func idleVisitorsAreEvictedAfterTheSessionGapButNotWithAPendingTimer() throws {
+        var config = configuration()
+        config.sessionGap = .minutes(30)
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45m", 1)]), configuration: config)
+        _ = p.process(view("alice", "a1", at: 0, "/"), arrivedAt: wall)
+        _ = p.process(view("carol", "c1", at: 0, "/checkout/payment"), arrivedAt: wall)  // timer due at 45 min
+        #expect(p.visitorCount == 2)
+        _ = p.process(view("bob", "b1", at: 31 * 60 + 5, "/"), arrivedAt: wall)
+        // alice's session ended at 30 min; carol still has a dwell timer due at 45 min.
+        #expect(p.visitorCount == 2)
+        #expect(p.statistics.evictedVisitors == 1)
+        let decisions = p.process(view("bob", "b2", at: 46 * 60 + 5, "/"), arrivedAt: wall)
+        #expect(decisions.map(\.visitorID) == ["carol"])
+    }
+}
+
+@Suite("Partition processor properties")
+struct ProcessorPropertyTests {
+    /// A dwell decision exists exactly when the visitor stayed at least the rule's time,
+    /// whether the watermark or the departure settles it first.
+    @Test func dwellDecisionIffStayedLongEnough() async throws {
+        let rules = try makeRules([("pay", "/checkout/payment", "45s", 1)])
+        await propertyCheck(input: Gen.int(in: 1...120), Gen.int(in: 0...60), Gen.bool) { stay, lateness, viaWatermark in
+            var p = PartitionProcessor(rules: rules, configuration: configuration(lateness: Int64(lateness)))
+            let wall = t0 + .minutes(60)
+            var decisions = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+            if viaWatermark {
+                decisions += p.advanceIdle(wallNow: wall + .seconds(Int64(stay)))
+            }
+            decisions += p.process(view("alice", "a2", at: Double(stay), "/checkout/done"), arrivedAt: wall + .seconds(Int64(stay)))
+            decisions += p.advanceIdle(wallNow: wall + .minutes(30))
+            #expect(decisions.count == (stay >= 45 ? 1 : 0))
+            if let d = decisions.first {
+                #expect(d.eventTime == t0 + .seconds(45))
+                #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1"))
+            }
+        }
+    }
+
+    /// A silent visitor's dwell fires at entry + dwell, driven only by others' events or idle time.
+    @Test func timerFiresWithoutFurtherEventsFromItsVisitor() async throws {
+        await propertyCheck(input: Gen.int(in: 1...300), Gen.int(in: 0...600), Gen.int(in: 0...20)) { dwell, entry, otherVisitors in
+            let rules = try! makeRules([("pay", "/checkout/payment", "\(dwell)s", 1)])
+            var p = PartitionProcessor(rules: rules, configuration: configuration(lateness: 3))
+            let wall = t0 + .minutes(600)
+            var decisions = p.process(view("silent", "s1", at: Double(entry), "/checkout/payment"), arrivedAt: wall)
+            for i in 0..<otherVisitors {
+                decisions += p.process(view("other-\(i)", "o\(i)", at: Double(entry + i * 7), "/"), arrivedAt: wall)
+            }
+            decisions += p.advanceIdle(wallNow: wall + .seconds(Int64(dwell + 10)))
+            #expect(decisions.map(\.visitorID) == ["silent"])
+            #expect(decisions.first?.eventTime == t0 + .seconds(Int64(entry + dwell)))
+        }
+    }
+
+    /// Replaying the same recording gives the same decisions with the same ids.
+    @Test func replayingARecordingTwiceGivesIdenticalDecisions() async throws {
+        let rules = try makeRules([("pay", "/checkout/payment", "45s", 5), ("cart", "/cart", "10s", 1)])
+        await propertyCheck(count: 20, input: Gen.int(in: 0...1_000_000)) { seed in
+            var sim = Simulator.Configuration()
+            sim.visitors = 60
+            sim.seed = UInt64(seed)
+            let messages = Simulator(sim).messages()
+            func run() -> [Decision] {
+                var p = PartitionProcessor(rules: rules, configuration: configuration())
+                let decoder = EventDecoder()
+                var out: [Decision] = []
+                let wall = t0 + .minutes(600)
+                for m in messages {
+                    if case .success(let e) = decoder.decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)) {
+                        out += p.process(e, arrivedAt: wall)
+                    }
+                }
+                return out + p.advanceIdle(wallNow: wall + .minutes(60))
+            }
+            let first = run()
+            let second = run()
+            #expect(first == second)
+            #expect(Set(first.map(\.id)).count == first.count)
+        }
+    }
+}
