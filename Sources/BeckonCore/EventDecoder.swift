@@ -21,10 +21,14 @@ public struct EventDecoder: Sendable {
     public var maximumPayloadBytes: Int
     /// How far a client `ts` may be from the broker timestamp before it is replaced by it.
     public var maximumClockSkew: Millis
+    /// Beyond this distance from the broker timestamp, `ts` is refused rather than clamped:
+    /// such a clock is not merely wrong but broken (or the field is garbage).
+    public var refusedClockSkew: Millis
 
-    public init(maximumPayloadBytes: Int = 64 * 1024, maximumClockSkew: Millis = .minutes(60)) {
+    public init(maximumPayloadBytes: Int = 64 * 1024, maximumClockSkew: Millis = .minutes(60), refusedClockSkew: Millis = Millis(30 * 86_400_000)) {
         self.maximumPayloadBytes = maximumPayloadBytes
         self.maximumClockSkew = maximumClockSkew
+        self.refusedClockSkew = refusedClockSkew
     }
 
     /// - Parameters:
@@ -54,7 +58,7 @@ public struct EventDecoder: Sendable {
         guard case .object = root else {
             return .failure(DecodeFailure(code: "wrong_type", path: "$", message: "expected an object, found \(root.typeName)"))
         }
-        do {
+        do throws(DecodeFailure) {
             let id = try requiredString(root, "event_id", maxLength: 64)
             let typeName = try requiredString(root, "type", maxLength: 64)
             guard let type = EventType(rawValue: typeName) else {
@@ -66,13 +70,23 @@ public struct EventDecoder: Sendable {
             }
             var time = try timestamp(root)
             var clamped = false
-            if let brokerTime, abs((time - brokerTime).value) > maximumClockSkew.value {
-                time = brokerTime
-                clamped = true
+            if let brokerTime {
+                let skew = abs((time - brokerTime).value)
+                if skew > refusedClockSkew.value {
+                    throw DecodeFailure(code: "invalid_ts", path: "$.ts", message: "\(time) is \(skew / 86_400_000) days from the broker's timestamp \(brokerTime); more than \(refusedClockSkew.value / 86_400_000) days is refused")
+                }
+                if skew > maximumClockSkew.value {
+                    time = brokerTime
+                    clamped = true
+                }
             }
             let userID = try optionalString(root, "user_id", path: "$.user_id", maxLength: 128)
+            if type == .identify, userID?.isEmpty ?? true {
+                throw DecodeFailure(code: "missing_field", path: "$.user_id", message: "identify requires a non-empty user_id")
+            }
             let sessionID = try optionalString(root, "session_id", path: "$.session_id", maxLength: 128)
             let channel = try optionalString(root, "channel", path: "$.channel", maxLength: 32) ?? "web"
+            if channel.isEmpty { throw DecodeFailure(code: "empty_field", path: "$.channel", message: "must not be empty") }
             var path: String?
             var url: String?
             if let page = root["page"] {
@@ -81,22 +95,27 @@ public struct EventDecoder: Sendable {
                 }
                 url = try optionalString(page, "url", path: "$.page.url", maxLength: 4096)
                 path = try optionalString(page, "path", path: "$.page.path", maxLength: 2048)
-                if path == nil, let url { path = Self.path(fromURL: url) }
+                _ = try optionalString(page, "title", path: "$.page.title", maxLength: 1024)
+                _ = try optionalString(page, "referrer", path: "$.page.referrer", maxLength: 4096)
             }
-            if let properties = root["properties"], case .object = properties {} else if let properties = root["properties"] {
-                throw DecodeFailure(code: "wrong_type", path: "$.properties", message: "expected an object, found \(properties.typeName)")
+            if type == .pageView || type == .pagePing {
+                let hasPath = path?.hasPrefix("/") ?? false
+                let hasURL = !(url?.isEmpty ?? true)
+                guard hasPath || hasURL else {
+                    throw DecodeFailure(code: "missing_field", path: "$.page", message: "\(type.rawValue) requires page.path (starting with /) or page.url")
+                }
             }
+            if path == nil, let url, !url.isEmpty { path = Self.path(fromURL: url) }
+            let properties = try checkProperties(type, root)
             return .success(Event(
                 id: id, type: type, visitorID: visitorID, time: time, timeWasClamped: clamped, userID: userID,
-                sessionID: sessionID, channel: channel, pagePath: path, pageURL: url))
-        } catch let failure as DecodeFailure {
-            return .failure(failure)
+                sessionID: sessionID, channel: channel, pagePath: path, pageURL: url, properties: properties))
         } catch {
-            return .failure(DecodeFailure(code: "invalid", path: "$", message: "\(error)"))
+            return .failure(error)
         }
     }
 
-    private func requiredString(_ object: JSONValue, _ key: String, maxLength: Int) throws -> String {
+    func requiredString(_ object: JSONValue, _ key: String, maxLength: Int) throws(DecodeFailure) -> String {
         guard let value = object[key] else {
             throw DecodeFailure(code: "missing_field", path: "$.\(key)", message: "required field is missing")
         }
@@ -104,23 +123,23 @@ public struct EventDecoder: Sendable {
             throw DecodeFailure(code: "wrong_type", path: "$.\(key)", message: "expected a string, found \(value.typeName)")
         }
         guard !s.isEmpty else { throw DecodeFailure(code: "empty_field", path: "$.\(key)", message: "must not be empty") }
-        guard s.utf8.count <= maxLength else {
-            throw DecodeFailure(code: "too_long", path: "$.\(key)", message: "longer than \(maxLength) bytes")
+        guard s.unicodeScalars.count <= maxLength else {
+            throw DecodeFailure(code: "too_long", path: "$.\(key)", message: "longer than \(maxLength) characters")
         }
         return s
     }
 
-    private func optionalString(_ object: JSONValue, _ key: String, path: String, maxLength: Int) throws -> String? {
+    private func optionalString(_ object: JSONValue, _ key: String, path: String, maxLength: Int) throws(DecodeFailure) -> String? {
         guard let value = object[key] else { return nil }
         if case .null = value { return nil }
         guard case .string(let s) = value else {
             throw DecodeFailure(code: "wrong_type", path: path, message: "expected a string, found \(value.typeName)")
         }
-        guard s.utf8.count <= maxLength else { throw DecodeFailure(code: "too_long", path: path, message: "longer than \(maxLength) bytes") }
+        guard s.unicodeScalars.count <= maxLength else { throw DecodeFailure(code: "too_long", path: path, message: "longer than \(maxLength) characters") }
         return s
     }
 
-    private func timestamp(_ object: JSONValue) throws -> EventTime {
+    private func timestamp(_ object: JSONValue) throws(DecodeFailure) -> EventTime {
         guard let value = object["ts"] else {
             throw DecodeFailure(code: "missing_field", path: "$.ts", message: "required field is missing")
         }
