@@ -10,6 +10,13 @@ public struct KafkaMessage: Sendable {
     public var value: [UInt8]
     /// Message timestamp in epoch milliseconds, if the broker gave one.
     public var timestamp: Int64?
+    /// Headers in order (names may repeat).
+    public var headers: [(String, [UInt8])] = []
+
+    /// The value of the first header with this name, as text.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0 == name }.map { String(decoding: $0.1, as: UTF8.self) }
+    }
 
     public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
 }
@@ -147,9 +154,22 @@ public final class KafkaConsumer: @unchecked Sendable {
         let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
         var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let ts = rd_kafka_message_timestamp(message, &type)
+        var headers: [(String, [UInt8])] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var i = 0
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                headers.append((name.map { String(cString: $0) } ?? "", bytes))
+                i += 1
+            }
+        }
         return .message(KafkaMessage(
             topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
-            timestamp: type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts))
+            timestamp: type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts, headers: headers))
     }
 
     /// Commits the given next-offsets (last processed + 1) synchronously.

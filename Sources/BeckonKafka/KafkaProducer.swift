@@ -51,6 +51,9 @@ public final class KafkaProducer: @unchecked Sendable {
     public static func make(configuration: KafkaConfiguration, logger: Logger) throws(KafkaError) -> KafkaProducer {
         var configuration = configuration
         if configuration["enable.idempotence"] == nil { configuration["enable.idempotence"] = "true" }
+        // Dead letters carry the refused bytes untouched, and a refused message may be larger
+        // than librdkafka's 1 MB default; the broker's own limit still applies.
+        if configuration["message.max.bytes"] == nil { configuration["message.max.bytes"] = "4194304" }
         // The consumer-only properties an operator may share with the consumer section.
         for key in ["group.id", "auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store", "session.timeout.ms",
                     "heartbeat.interval.ms", "partition.assignment.strategy", "enable.partition.eof", "isolation.level",

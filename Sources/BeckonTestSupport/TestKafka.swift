@@ -9,8 +9,12 @@ public enum TestKafka {
     public static let logger = Logger(label: "beckon-test")
 
     /// Produces messages in order and waits for their acknowledgments.
-    public static func produce(_ messages: [(key: String?, value: [UInt8], timestamp: Int64?)], topic: String, bootstrap: String) throws {
-        let producer = try KafkaProducer.make(configuration: KafkaConfiguration(["bootstrap.servers": bootstrap]), logger: logger)
+    public static func produce(
+        _ messages: [(key: String?, value: [UInt8], timestamp: Int64?)], topic: String, bootstrap: String, properties: [String: String] = [:]
+    ) throws {
+        var config = KafkaConfiguration(["bootstrap.servers": bootstrap])
+        for (k, v) in properties { config[k] = v }
+        let producer = try KafkaProducer.make(configuration: config, logger: logger)
         try producer.send(messages.map { OutgoingMessage(topic: topic, key: $0.key.map { Array($0.utf8) }, value: $0.value, timestamp: $0.timestamp) })
     }
 
