@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PKG_CONFIG_PATH := $(CURDIR)/.deps/librdkafka/lib/pkgconfig
 
-.PHONY: setup build release demo test test-unit clean distclean
+.PHONY: setup build release demo test test-unit bench fuzz clean distclean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,3 +30,11 @@ clean:
 # Also removes the project-local librdkafka build and the Tansu venv.
 distclean: clean
 	rm -rf .deps
+
+# Micro-benchmarks (ordo-one/benchmark), built apart from the tests in .build-bench.
+bench: setup
+	BECKON_BENCHMARKS=1 swift package --scratch-path .build-bench --allow-writing-to-package-directory benchmark --format markdown
+
+# Decoder fuzzing: 1,000,000 mutated inputs from Schemas/examples.
+fuzz: setup
+	bash scripts/fuzz.sh 1000000

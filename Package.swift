@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // librdkafka 2.8.0 is built by scripts/setup.sh into this project-local prefix (Debian
@@ -62,6 +63,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "beckon-fuzz",
+            dependencies: ["BeckonCore"]
+        ),
         .target(
             name: "BeckonTestSupport",
             dependencies: ["Beckon", "BeckonKafka", "BeckonPostgres", .product(name: "Logging", package: "swift-log")]
@@ -77,3 +82,16 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Benchmarks (ordo-one/benchmark) only when asked for, so `make test` never builds them:
+//   BECKON_BENCHMARKS=1 swift package --scratch-path .build-bench benchmark   (make bench)
+if ProcessInfo.processInfo.environment["BECKON_BENCHMARKS"] == "1" {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]))
+    package.targets.append(.executableTarget(
+        name: "DecodeAndCore",
+        dependencies: ["BeckonCore", .product(name: "Benchmark", package: "benchmark")],
+        path: "Benchmarks/DecodeAndCore",
+        plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ))
+}
