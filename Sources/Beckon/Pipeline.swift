@@ -18,6 +18,8 @@ public struct RunSummary: Sendable, Equatable {
     public var eventsIn = 0
     public var deadLetters = 0
     public var lateEvents = 0
+    /// Tracker retries (an event id the visitor sent recently), dropped.
+    public var duplicateEvents = 0
     public var decisions = 0
     /// Decisions by "action rule_id".
     public var decisionsByActionAndRule: [String: Int] = [:]
@@ -182,9 +184,15 @@ public final class Pipeline: @unchecked Sendable {
         summaryBox.withLock { $0.eventsIn += 1 }
         switch result {
         case .success(let event):
-            let late = lane.processor.watermark.isLate(event.time)
+            let before = lane.processor.statistics
             append(lane.processor.process(event, arrivedAt: wallNow), partition: message.partition)
-            if late { summaryBox.withLock { $0.lateEvents += 1 } }
+            let after = lane.processor.statistics
+            if after.lateEvents > before.lateEvents || after.duplicateEvents > before.duplicateEvents {
+                summaryBox.withLock {
+                    $0.lateEvents += after.lateEvents - before.lateEvents
+                    $0.duplicateEvents += after.duplicateEvents - before.duplicateEvents
+                }
+            }
         case .failure(let failure):
             let letter = DeadLetter(
                 topic: message.topic, partition: message.partition, offset: message.offset, kafkaTimestamp: message.timestamp,

@@ -63,6 +63,7 @@ extension RunSummary {
         let reasons = deadLettersByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         lines.append("dead letters   \(n(deadLetters))" + (reasons.isEmpty ? "" : "  (\(reasons))"))
         lines.append("late events    \(n(lateEvents))")
+        lines.append("duplicates     \(n(duplicateEvents))  (tracker retries, dropped)")
         lines.append("decisions      \(n(decisions))")
         for (key, count) in decisionsByActionAndRule.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: " ")

@@ -20,6 +20,34 @@ public struct ProcessorStatistics: Sendable, Equatable {
     public var timersFired = 0
     public var decisions = 0
     public var evictedVisitors = 0
+    /// Tracker retries: an `event_id` the visitor sent recently, dropped (not dead-lettered).
+    public var duplicateEvents = 0
+}
+
+/// The last few event ids of a visitor, as 64-bit hashes, kept inline (no allocation).
+struct RecentEventIDs: Sendable {
+    static let capacity = 8
+    private var hashes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var next: UInt8 = 0
+
+    static func hash(_ id: String) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in id.utf8 {
+            h ^= UInt64(byte)
+            h &*= 0x100_0000_01B3
+        }
+        return h | 1  // never 0, which marks an empty slot
+    }
+
+    func contains(_ hash: UInt64) -> Bool {
+        withUnsafeBytes(of: hashes) { raw in raw.bindMemory(to: UInt64.self).contains(hash) }
+    }
+
+    mutating func insert(_ hash: UInt64) {
+        let slot = Int(next)
+        withUnsafeMutableBytes(of: &hashes) { raw in raw.bindMemory(to: UInt64.self)[slot] = hash }
+        next = (next + 1) % UInt8(Self.capacity)
+    }
 }
 
 /// Everything Beckon knows about one visitor, kept small.
@@ -39,6 +67,7 @@ struct VisitorState: Sendable {
     /// so a dwell is decided once whether its timer or the departure comes first.
     var settledRules: [Int] = []
     var sessionTimerPending = false
+    var recentEventIDs = RecentEventIDs()
 }
 
 /// The event-time engine for one Kafka partition: visitor state, watermark, timers, rules.
@@ -65,14 +94,23 @@ public struct PartitionProcessor: Sendable {
     public var pendingRuleTimers: Int { visitors.values.reduce(0) { $0 + $1.pendingDwellTimers } }
 
     /// Applies one event and returns the decisions it (or the watermark it moved) caused.
+    ///
+    /// An `event_id` among the visitor's last eight (a tracker retry) is dropped and counted
+    /// in `statistics.duplicateEvents`.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
         statistics.events += 1
-        if watermark.isLate(event.time) { statistics.lateEvents += 1 }
-        watermark.observe(event.time, arrivedAt: wallNow)
-
         var visitor = visitors[event.visitorID] ?? VisitorState(
             channel: event.channel, userID: event.userID, lastEventTime: event.time, pagePath: nil,
             pageSince: event.time, pageEventID: event.id)
+        let idHash = RecentEventIDs.hash(event.id)
+        if visitor.recentEventIDs.contains(idHash) {
+            statistics.duplicateEvents += 1
+            return []
+        }
+        visitor.recentEventIDs.insert(idHash)
+        if watermark.isLate(event.time) { statistics.lateEvents += 1 }
+        watermark.observe(event.time, arrivedAt: wallNow)
+
         if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
         if let userID = event.userID { visitor.userID = userID }
         visitor.channel = event.channel

@@ -151,6 +151,34 @@ struct ProcessorTests {
     }
 }
 
+@Suite("Tracker retries")
+struct DuplicateTests {
+    @Test func aRetriedEventIDIsDroppedAndCountedNotApplied() throws {
+        let wall = t0 + .minutes(60)
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        _ = p.process(view("alice", "a2", at: 10, "/checkout/done"), arrivedAt: wall)
+        // The retry of a1 would put alice back on the payment page at 0 s if it were applied.
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.statistics.duplicateEvents == 1)
+        #expect(p.statistics.events == 3)
+        #expect(p.advanceIdle(wallNow: wall + .minutes(10)).isEmpty)
+        // The same id from another visitor is not a retry.
+        _ = p.process(view("bob", "a1", at: 11, "/"), arrivedAt: wall)
+        #expect(p.statistics.duplicateEvents == 1)
+    }
+
+    @Test func onlyTheLastEightIDsOfAVisitorAreRemembered() throws {
+        var p = PartitionProcessor(rules: .empty, configuration: configuration())
+        let wall = t0 + .minutes(60)
+        for i in 0..<9 { _ = p.process(view("alice", "e\(i)", at: Double(i), "/p/\(i)"), arrivedAt: wall) }
+        _ = p.process(view("alice", "e8", at: 8, "/p/8"), arrivedAt: wall)  // among the last eight
+        #expect(p.statistics.duplicateEvents == 1)
+        _ = p.process(view("alice", "e0", at: 0, "/p/0"), arrivedAt: wall)  // pushed out by e1...e8
+        #expect(p.statistics.duplicateEvents == 1)
+    }
+}
+
 @Suite("Partition processor properties")
 struct ProcessorPropertyTests {
     /// A dwell decision exists exactly when the visitor stayed at least the rule's time,
