@@ -220,19 +220,20 @@ public final class Pipeline: @unchecked Sendable {
             do {
                 try writeOutputs(producer: producer, database: database)
                 break
-            } catch let error as PostgresError where error.isRetriable {
+            } catch {
+                // Only a transient failure is retried; anything else stops the run uncommitted.
+                let failing: String
+                switch error {
+                case let e as PostgresError where e.isRetriable: failing = "PostgreSQL unavailable"
+                case let e as KafkaError where e.isRetriable: failing = "Kafka delivery failed"
+                default: throw error
+                }
                 if stop?.isSet == true { throw error }
-                logger.warning("PostgreSQL unavailable; holding offsets and retrying in \(delay) s", metadata: ["beckon.error": "\(error)"])
+                logger.warning("\(failing); holding offsets and retrying in \(delay) s", metadata: ["beckon.error": "\(error)"])
                 summaryBox.withLock { $0.outputRetries += 1 }
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, 5)
-                try? database.reset()
-            } catch let error as KafkaError where error.isRetriable {
-                if stop?.isSet == true { throw error }
-                logger.warning("Kafka delivery failed; holding offsets and retrying in \(delay) s", metadata: ["beckon.error": "\(error)"])
-                summaryBox.withLock { $0.outputRetries += 1 }
-                Thread.sleep(forTimeInterval: delay)
-                delay = min(delay * 2, 5)
+                if error is PostgresError { try? database.reset() }
             }
         }
         try consumer.commit(pending.offsets)
