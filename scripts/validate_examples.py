@@ -4,6 +4,7 @@ This is the independent second opinion for Beckon's own decoder: the agreement t
 every file in Schemas/examples through both and fails on any disagreement.
 
 Usage: validate_examples.py SCHEMAS_DIR FILE...   prints one JSON object: {file: {"valid": bool, "path": str, "error": str}}
+       validate_examples.py --decision SCHEMAS_DIR FILE...   validates decisions against decision.schema.json
 """
 import json
 import os
@@ -35,10 +36,17 @@ def json_path(error):
 
 
 def main():
-    events_dir = os.path.join(sys.argv[1], "events")
+    args = sys.argv[1:]
+    decision = args[0] == "--decision"
+    if decision:
+        args = args[1:]
+    events_dir = os.path.join(args[0], "events")
     registry, schemas = load_registry(events_dir)
+    if decision:
+        with open(os.path.join(args[0], "decision.schema.json"), encoding="utf-8") as f:
+            decision_schema = json.load(f)
     results = {}
-    for path in sys.argv[2:]:
+    for path in args[1:]:
         try:
             with open(path, "rb") as f:
                 document = json.loads(f.read().decode("utf-8"))
@@ -47,6 +55,8 @@ def main():
             continue
         event_type = document.get("type") if isinstance(document, dict) else None
         schema = schemas.get(event_type, schemas["envelope"]) if isinstance(event_type, str) else schemas["envelope"]
+        if decision:
+            schema = decision_schema
         validator = Draft202012Validator(schema, registry=registry, format_checker=FormatChecker())
         errors = sorted(validator.iter_errors(document), key=lambda e: (len(list(e.absolute_path)), e.message))
         if errors:

@@ -16,10 +16,11 @@ struct SchemaAgreementTests {
     }
 
     /// Runs scripts/validate_examples.py and returns file name → (valid, path).
-    func pythonVerdicts(_ files: [String]) throws -> [String: (valid: Bool, path: String?)] {
+    func pythonVerdicts(_ files: [String], decisions: Bool = false) throws -> [String: (valid: Bool, path: String?)] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: root + "/.deps/venv/bin/python")
-        process.arguments = [root + "/scripts/validate_examples.py", root + "/Schemas"] + files.map { root + "/Schemas/examples/" + $0 }
+        process.arguments = [root + "/scripts/validate_examples.py"] + (decisions ? ["--decision"] : []) + [root + "/Schemas"]
+            + files.map { $0.hasPrefix("/") ? $0 : root + "/Schemas/examples/" + $0 }
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -56,6 +57,45 @@ struct SchemaAgreementTests {
             }
             #expect(python[file]?.valid == expectedValid, "\(file): jsonschema says \(String(describing: python[file]))")
         }
+    }
+
+    @Test func decisionsAsPublishedMatchTheDecisionSchema() throws {
+        let rules = try RuleSet.load(files: [("pay.yaml", """
+            id: pay
+            when:
+              dwell:
+                page: /checkout/payment
+                at_least: 45s
+            action: coupon
+            payload:
+              message: "Café \\"10%\\" off"
+              code: SAVE10
+            """)]).get()
+        var processor = PartitionProcessor(rules: rules)
+        let t = EventTime.parseRFC3339("2026-03-02T10:00:00Z")!
+        _ = processor.process(Event(id: "e1", type: .pageView, visitorID: "v1", time: t, userID: "u1", pagePath: "/checkout/payment"), arrivedAt: t)
+        _ = processor.process(Event(id: "e2", type: .pageView, visitorID: "v2", time: t, channel: "app", pagePath: "/checkout/payment"), arrivedAt: t)
+        let decisions = processor.advanceIdle(wallNow: t + .minutes(5))
+        #expect(decisions.count == 2)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("beckon-decisions-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var files: [String] = []
+        for d in decisions {
+            let file = dir + "/\(d.visitorID).json"
+            try Data(d.jsonBytes()).write(to: URL(fileURLWithPath: file))
+            files.append(file)
+        }
+        let verdicts = try pythonVerdicts(files, decisions: true)
+        #expect(verdicts.count == 2)
+        for (file, verdict) in verdicts { #expect(verdict.valid, "\(file): \(String(describing: verdict.path))") }
+        // And the schema does refuse a broken one.
+        let broken = dir + "/broken.json"
+        try Data(decisions[0].jsonBytes()).write(to: URL(fileURLWithPath: broken))
+        var text = try String(contentsOfFile: broken, encoding: .utf8)
+        text = text.replacing("\"action\":\"coupon\"", with: "\"action\":\"popup\"")
+        try text.write(toFile: broken, atomically: true, encoding: .utf8)
+        #expect(try pythonVerdicts([broken], decisions: true)["broken.json"]?.valid == false)
     }
 
     @Test func everyTypeHasOneValidAndTwoInvalidExamples() throws {
