@@ -28,6 +28,8 @@ public struct EventProperties: Sendable, Equatable {
     public var chatSender: String?
     /// `chat_started`: agent or bot.
     public var chatWith: String?
+    /// `chat_message`: sentiment of the text in [-1, 1] (`Sentiment`); the text is dropped.
+    public var chatSentiment: Double?
 
     public init() {}
 }
@@ -41,96 +43,196 @@ struct PropertyRule: Sendable {
         case oneOf([String])
         case currency
     }
+    /// Where an accepted value is kept (`none`: checked, then dropped).
+    enum Field: Sendable {
+        case none, element, hoverTarget, scrollDepth, searchResults, sku, quantity, price, step, field, orderID, value,
+             currency, goal, decisionID, chatSender, chatWith, chatText
+    }
     var name: String
+    var utf8Name: [UInt8]
     var kind: Kind
     var required: Bool
-    var store: @Sendable (inout EventProperties, JSONValue) -> Void
+    var field: Field
+
+    init(_ name: String, _ kind: Kind, required: Bool = false, _ field: Field = .none) {
+        self.name = name
+        self.utf8Name = Array(name.utf8)
+        self.kind = kind
+        self.required = required
+        self.field = field
+    }
+}
+
+extension EventProperties {
+    mutating func store(_ field: PropertyRule.Field, string: String) {
+        switch field {
+        case .element: element = string
+        case .hoverTarget: hoverTarget = string
+        case .sku: sku = string
+        case .field: self.field = string
+        case .orderID: orderID = string
+        case .currency: currency = string
+        case .goal: goal = string
+        case .decisionID: decisionID = string
+        case .chatSender: chatSender = string
+        case .chatWith: chatWith = string
+        case .chatText: chatSentiment = Sentiment.score(string.utf8)
+        default: break
+        }
+    }
+
+    mutating func store(_ field: PropertyRule.Field, number: Double) {
+        switch field {
+        case .scrollDepth: scrollDepth = number
+        case .searchResults: searchResults = Int(number)
+        case .quantity: quantity = Int(number)
+        case .price: price = number
+        case .step: step = Int(number)
+        case .value: value = number
+        default: break
+        }
+    }
 }
 
 extension EventDecoder {
     /// Per-type property rules; keep in step with `Schemas/events` (the agreement test checks).
-    static let propertyRules: [EventType: [PropertyRule]] = {
-        func s(_ name: String, _ min: Int, _ max: Int, required: Bool = false, _ keyPath: WritableKeyPath<EventProperties, String?> & Sendable) -> PropertyRule {
-            PropertyRule(name: name, kind: .string(min: min, max: max), required: required) { p, v in if case .string(let x) = v { p[keyPath: keyPath] = x } }
-        }
-        func e(_ name: String, _ values: [String], required: Bool = false, _ keyPath: WritableKeyPath<EventProperties, String?> & Sendable) -> PropertyRule {
-            PropertyRule(name: name, kind: .oneOf(values), required: required) { p, v in if case .string(let x) = v { p[keyPath: keyPath] = x } }
-        }
-        func n(_ name: String, _ min: Double, max: Double? = nil, required: Bool = false, _ keyPath: WritableKeyPath<EventProperties, Double?> & Sendable) -> PropertyRule {
-            PropertyRule(name: name, kind: .number(min: min, max: max), required: required) { p, v in if case .number(let x) = v { p[keyPath: keyPath] = x } }
-        }
-        func i(_ name: String, _ min: Int, _ max: Int, required: Bool = false, _ keyPath: WritableKeyPath<EventProperties, Int?> & Sendable) -> PropertyRule {
-            PropertyRule(name: name, kind: .integer(min: min, max: max), required: required) { p, v in if case .number(let x) = v { p[keyPath: keyPath] = Int(x) } }
-        }
-        let cart = [s("sku", 1, 128, \.sku), i("quantity", 1, 10_000, \.quantity), n("price", 0, \.price)]
-        return [
-            .click: [s("element", 1, 256, required: true, \.element)],
-            .hover: [s("element", 1, 256, required: true, \.element), e("target", ["price", "product", "help", "other"], \.hoverTarget)],
-            .scroll: [n("depth", 0, max: 100, required: true, \.scrollDepth)],
-            .search: [PropertyRule(name: "query", kind: .string(min: 0, max: 512), required: false) { _, _ in },
-                      i("results", 0, Int(Int32.max), required: true, \.searchResults)],
+    static let propertyRules: [[PropertyRule]] = {
+        typealias R = PropertyRule
+        let cart = [R("sku", .string(min: 1, max: 128), .sku), R("quantity", .integer(min: 1, max: 10_000), .quantity), R("price", .number(min: 0, max: nil), .price)]
+        let table: [EventType: [PropertyRule]] = [
+            .click: [R("element", .string(min: 1, max: 256), required: true, .element)],
+            .hover: [R("element", .string(min: 1, max: 256), required: true, .element), R("target", .oneOf(["price", "product", "help", "other"]), .hoverTarget)],
+            .scroll: [R("depth", .number(min: 0, max: 100), required: true, .scrollDepth)],
+            .search: [R("query", .string(min: 0, max: 512)), R("results", .integer(min: 0, max: Int(Int32.max)), required: true, .searchResults)],
             .addToCart: cart.map { var r = $0; r.required = r.name != "quantity"; return r },
             .removeFromCart: cart.map { var r = $0; r.required = r.name == "sku"; return r },
-            .checkoutStep: [i("step", 1, 20, required: true, \.step), PropertyRule(name: "name", kind: .string(min: 0, max: 64), required: false) { _, _ in }],
-            .formError: [s("field", 1, 256, required: true, \.field), PropertyRule(name: "form", kind: .string(min: 0, max: 256), required: false) { _, _ in },
-                         PropertyRule(name: "code", kind: .string(min: 0, max: 128), required: false) { _, _ in }],
-            .chatMessage: [PropertyRule(name: "text", kind: .string(min: 0, max: 4000), required: true) { _, _ in },
-                           e("sender", ["visitor", "agent", "bot"], \.chatSender)],
-            .chatStarted: [e("with", ["agent", "bot"], required: true, \.chatWith)],
-            .identify: [PropertyRule(name: "traits_hash", kind: .string(min: 0, max: 128), required: false) { _, _ in }],
-            .purchase: [s("order_id", 1, 128, required: true, \.orderID), n("value", 0, required: true, \.value),
-                        PropertyRule(name: "currency", kind: .currency, required: false) { p, v in if case .string(let x) = v { p.currency = x } }],
-            .conversion: [s("goal", 1, 128, required: true, \.goal), n("value", 0, \.value)],
-            .offerShown: [s("decision_id", 1, 64, required: true, \.decisionID)],
-            .offerAccepted: [s("decision_id", 1, 64, required: true, \.decisionID)],
-            .offerDismissed: [s("decision_id", 1, 64, required: true, \.decisionID)],
+            .checkoutStep: [R("step", .integer(min: 1, max: 20), required: true, .step), R("name", .string(min: 0, max: 64))],
+            .formError: [R("field", .string(min: 1, max: 256), required: true, .field), R("form", .string(min: 0, max: 256)), R("code", .string(min: 0, max: 128))],
+            .chatMessage: [R("text", .string(min: 0, max: 4000), required: true, .chatText), R("sender", .oneOf(["visitor", "agent", "bot"]), .chatSender)],
+            .chatStarted: [R("with", .oneOf(["agent", "bot"]), required: true, .chatWith)],
+            .identify: [R("traits_hash", .string(min: 0, max: 128))],
+            .purchase: [R("order_id", .string(min: 1, max: 128), required: true, .orderID), R("value", .number(min: 0, max: nil), required: true, .value),
+                        R("currency", .currency, .currency)],
+            .conversion: [R("goal", .string(min: 1, max: 128), required: true, .goal), R("value", .number(min: 0, max: nil), .value)],
+            .offerShown: [R("decision_id", .string(min: 1, max: 64), required: true, .decisionID)],
+            .offerAccepted: [R("decision_id", .string(min: 1, max: 64), required: true, .decisionID)],
+            .offerDismissed: [R("decision_id", .string(min: 1, max: 64), required: true, .decisionID)],
         ]
+        return EventType.allCases.map { table[$0] ?? [] }
     }()
 
+    @inline(__always) static func rules(for type: EventType) -> [PropertyRule] {
+        propertyRules[type.ordinal]
+    }
+
+    static func missingProperties(_ type: EventType, _ rules: [PropertyRule]) -> DecodeFailure {
+        DecodeFailure(code: "missing_field", path: "$.properties", message: "\(type.rawValue) requires properties (\(rules.filter(\.required).map(\.name).joined(separator: ", ")))")
+    }
+
+    /// One property's verdict, shared by both decoders: the value's JSON kind, its number,
+    /// its string (made lazily, only when needed).
+    static func check(_ rule: PropertyRule, type: EventType, kind: Slot.Kind, number: Double, scalars: () -> Int, string: () -> String, into out: inout EventProperties) throws(DecodeFailure) {
+        let path = "$.properties.\(rule.name)"
+        var probe = Slot()
+        probe.kind = kind
+        switch rule.kind {
+        case .string(let min, let max):
+            guard kind == .string else { throw DecodeFailure(code: "wrong_type", path: path, message: "expected a string, found \(probe.typeName)") }
+            let count = scalars()
+            if count < min { throw DecodeFailure(code: "empty_field", path: path, message: "must not be empty") }
+            if count > max { throw DecodeFailure(code: "too_long", path: path, message: "longer than \(max) characters") }
+            if rule.field != .none { out.store(rule.field, string: string()) }
+        case .number(let min, let max):
+            guard kind == .number else { throw DecodeFailure(code: "wrong_type", path: path, message: "expected a number, found \(probe.typeName)") }
+            if number < min || (max.map { number > $0 } ?? false) {
+                throw DecodeFailure(code: "out_of_range", path: path, message: "\(number) is outside \(min)...\(max.map { "\($0)" } ?? "")")
+            }
+            out.store(rule.field, number: number)
+        case .integer(let min, let max):
+            guard kind == .number, number.rounded() == number else {
+                throw DecodeFailure(code: "wrong_type", path: path, message: "expected a whole number, found \(kind == .number ? "a fraction" : probe.typeName)")
+            }
+            if number < Double(min) || number > Double(max) { throw DecodeFailure(code: "out_of_range", path: path, message: "\(Int64(number)) is outside \(min)...\(max)") }
+            out.store(rule.field, number: number)
+        case .oneOf(let allowed):
+            guard kind == .string else { throw DecodeFailure(code: "not_allowed", path: path, message: "must be one of \(allowed.joined(separator: ", "))") }
+            let s = string()
+            guard allowed.contains(s) else { throw DecodeFailure(code: "not_allowed", path: path, message: "must be one of \(allowed.joined(separator: ", "))") }
+            out.store(rule.field, string: s)
+        case .currency:
+            guard kind == .string, case let s = string(), s.utf8.count == 3, s.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) else {
+                throw DecodeFailure(code: "not_allowed", path: path, message: "must be a three-letter ISO 4217 code in capitals")
+            }
+            out.store(rule.field, string: s)
+        }
+    }
+
+    /// The single-pass decoder's properties: the object was checked already; find the
+    /// members this type names (the last of duplicates wins) and check them.
+    func scanProperties(_ type: EventType, _ slot: Slot, _ bytes: UnsafeRawBufferPointer) throws(DecodeFailure) -> EventProperties {
+        var out = EventProperties()
+        let rules = Self.rules(for: type)
+        guard slot.kind != .absent else {
+            if rules.contains(where: \.required) { throw Self.missingProperties(type, rules) }
+            return out
+        }
+        guard slot.kind == .object else {
+            throw DecodeFailure(code: "wrong_type", path: "$.properties", message: "expected an object, found \(slot.typeName)")
+        }
+        guard !rules.isEmpty else { return out }
+        var found = (Slot(), Slot(), Slot())
+        var scanner = JSONScanner(bytes, at: slot.start)
+        try? scanner.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
+            let value = try s.value(depth: 2)
+            for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
+                switch i {
+                case 0: found.0 = value
+                case 1: found.1 = value
+                default: found.2 = value
+                }
+            }
+        }
+        for (i, rule) in rules.enumerated() {
+            let value = i == 0 ? found.0 : i == 1 ? found.1 : found.2
+            guard value.kind != .absent else {
+                if rule.required { throw DecodeFailure(code: "missing_field", path: "$.properties.\(rule.name)", message: "required for \(type.rawValue)") }
+                continue
+            }
+            try Self.check(rule, type: type, kind: value.kind, number: value.number,
+                           scalars: { value.withUTF8(in: bytes) { $0.reduce(0) { $1 & 0xC0 != 0x80 ? $0 + 1 : $0 } } },
+                           string: { value.string(in: bytes) }, into: &out)
+        }
+        return out
+    }
+
+    /// The reference decoder's properties, over the tree.
     func checkProperties(_ type: EventType, _ root: JSONValue) throws(DecodeFailure) -> EventProperties {
         var out = EventProperties()
-        let rules = Self.propertyRules[type] ?? []
+        let rules = Self.rules(for: type)
         guard let properties = root["properties"] else {
-            if rules.contains(where: \.required) {
-                throw DecodeFailure(code: "missing_field", path: "$.properties", message: "\(type.rawValue) requires properties (\(rules.filter(\.required).map(\.name).joined(separator: ", ")))")
-            }
+            if rules.contains(where: \.required) { throw Self.missingProperties(type, rules) }
             return out
         }
         guard case .object = properties else {
             throw DecodeFailure(code: "wrong_type", path: "$.properties", message: "expected an object, found \(properties.typeName)")
         }
         for rule in rules {
-            let path = "$.properties.\(rule.name)"
             guard let value = properties[rule.name] else {
-                if rule.required { throw DecodeFailure(code: "missing_field", path: path, message: "required for \(type.rawValue)") }
+                if rule.required { throw DecodeFailure(code: "missing_field", path: "$.properties.\(rule.name)", message: "required for \(type.rawValue)") }
                 continue
             }
-            switch rule.kind {
-            case .string(let min, let max):
-                guard case .string(let x) = value else { throw DecodeFailure(code: "wrong_type", path: path, message: "expected a string, found \(value.typeName)") }
-                let count = x.unicodeScalars.count
-                if count < min { throw DecodeFailure(code: "empty_field", path: path, message: "must not be empty") }
-                if count > max { throw DecodeFailure(code: "too_long", path: path, message: "longer than \(max) characters") }
-            case .number(let min, let max):
-                guard case .number(let x) = value else { throw DecodeFailure(code: "wrong_type", path: path, message: "expected a number, found \(value.typeName)") }
-                if x < min || (max.map { x > $0 } ?? false) {
-                    throw DecodeFailure(code: "out_of_range", path: path, message: "\(x) is outside \(min)...\(max.map { "\($0)" } ?? "")")
-                }
-            case .integer(let min, let max):
-                guard case .number(let x) = value, x.rounded() == x else {
-                    throw DecodeFailure(code: "wrong_type", path: path, message: "expected a whole number, found \(value.typeName == "number" ? "a fraction" : value.typeName)")
-                }
-                if x < Double(min) || x > Double(max) { throw DecodeFailure(code: "out_of_range", path: path, message: "\(Int64(x)) is outside \(min)...\(max)") }
-            case .oneOf(let allowed):
-                guard case .string(let x) = value, allowed.contains(x) else {
-                    throw DecodeFailure(code: "not_allowed", path: path, message: "must be one of \(allowed.joined(separator: ", "))")
-                }
-            case .currency:
-                guard case .string(let x) = value, x.utf8.count == 3, x.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) else {
-                    throw DecodeFailure(code: "not_allowed", path: path, message: "must be a three-letter ISO 4217 code in capitals")
-                }
+            var kind = Slot.Kind.null
+            var number = 0.0
+            var text = ""
+            switch value {
+            case .null: kind = .null
+            case .bool: kind = .bool
+            case .number(let n): kind = .number; number = n
+            case .string(let s): kind = .string; text = s
+            case .array: kind = .array
+            case .object: kind = .object
             }
-            rule.store(&out, value)
+            try Self.check(rule, type: type, kind: kind, number: number, scalars: { text.unicodeScalars.count }, string: { text }, into: &out)
         }
         return out
     }
