@@ -175,6 +175,16 @@ public enum RuleFiles {
         }
         return RuleSet.load(files: files)
     }
+
+    /// The intent model at `<rules>/models/intent.yaml`; nil when there is none.
+    public static func loadModel(directory: String) -> Result<IntentModel, RuleSetErrors>? {
+        let path = (directory as NSString).appendingPathComponent("models/intent.yaml")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return .failure(RuleSetErrors(errors: [SourceError(file: path, line: 0, column: 0, message: "cannot read the file (not UTF-8?)")]))
+        }
+        return IntentModel.load(file: path, text: text)
+    }
 }
 
 /// Wall-clock time as an `EventTime`; the runtime's only clock.

@@ -57,6 +57,7 @@ public final class Pipeline: @unchecked Sendable {
     // @unchecked: all mutable state is touched only by the thread inside `run`.
     public let configuration: BeckonConfiguration
     private let rules: RuleSet
+    private let model: IntentModel
     private let logger: Logger
     private let now: @Sendable () -> EventTime
     private let decoder = EventDecoder()
@@ -73,11 +74,12 @@ public final class Pipeline: @unchecked Sendable {
     ///   - now: the wall clock; tests pass their own.
     ///   - onDecision: called for each decision once it is durable.
     public init(
-        configuration: BeckonConfiguration, rules: RuleSet, logger: Logger,
+        configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, logger: Logger,
         now: @escaping @Sendable () -> EventTime = wallClockNow, onDecision: (@Sendable (Decision) -> Void)? = nil
     ) {
         self.configuration = configuration
         self.rules = rules
+        self.model = model
         self.logger = logger
         self.now = now
         self.onDecision = onDecision
@@ -134,7 +136,7 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     private var isDrained: Bool {
-        !lanes.isEmpty && lanes.values.allSatisfy { $0.caughtUp && $0.processor.pendingRuleTimers == 0 } && pending.isEmpty
+        !lanes.isEmpty && lanes.values.allSatisfy { $0.caughtUp && $0.processor.pendingRuleTimers == 0 && $0.processor.heldEvents == 0 } && pending.isEmpty
     }
 
     private func connectDatabase(stop: StopSignal) throws -> PostgresConnection {
@@ -279,7 +281,7 @@ public final class Pipeline: @unchecked Sendable {
         switch event {
         case .assigned(let partitions):
             for tp in partitions where tp.topic == configuration.eventsTopic {
-                lanes[tp.partition] = PartitionLane(processor: PartitionProcessor(rules: rules, configuration: configuration.engine))
+                lanes[tp.partition] = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, configuration: configuration.engine))
             }
             logger.info("partitions assigned", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())"])
         case .revoked(let partitions, let lost):

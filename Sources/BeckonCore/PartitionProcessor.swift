@@ -58,32 +58,61 @@ struct VisitorState: Sendable {
     var pagePath: String?
     var pageSince: EventTime
     var pageEventID: String
+    var pageHash: UInt32 = 0
+    var pageClass: PageClass = .other
+    /// (time, id hash) of the latest page event applied: page events apply in this order.
+    var lastPageEvent: (EventTime, UInt64) = (EventTime(milliseconds: .min), 0)
     /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
     var pageGeneration: UInt32 = 0
-    var pendingDwellTimers: Int = 0
+    var pendingDwellTimers: UInt16 = 0
     /// The latest due time of this visitor's dwell timers; the session-end check waits for it.
     var latestDwellDue: EventTime = EventTime(milliseconds: .min)
-    /// Rules (indices) already settled for the current page view, fired or outranked,
-    /// so a dwell is decided once whether its timer or the departure comes first.
-    var settledRules: [Int] = []
+    /// Rules (bit per rule index < 64) already settled for the current page view, fired or
+    /// outranked, so a dwell is decided once whether its timer or the departure comes first.
+    var settledRules: UInt64 = 0
     var sessionTimerPending = false
     var recentEventIDs = RecentEventIDs()
+    var features = VisitorFeatures()
+    /// Intent scores in the model's order, recomputed after every event applied.
+    var scores: [Float] = []
+    /// Events held until the watermark passes them, applied then in event-time order:
+    /// page events (the page track is order-dependent) and events that would open a new
+    /// session (a late event may still fill the gap). Usually empty.
+    var held: [Event] = []
+
+    /// Settled rules with an index of 64 or more (rare: large rule sets).
+    var settledOverflow: [Int] = []
+
+    func settled(_ rule: Int) -> Bool { rule < 64 ? settledRules & (1 << UInt64(rule)) != 0 : settledOverflow.contains(rule) }
+    mutating func settle(_ rule: Int) { if rule < 64 { settledRules |= 1 << UInt64(rule) } else { settledOverflow.append(rule) } }
+
+    var page: PageContext { PageContext(path: pagePath, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
 }
 
-/// The event-time engine for one Kafka partition: visitor state, watermark, timers, rules.
+/// The event-time engine for one Kafka partition: visitor state, features, intent scores,
+/// watermark, timers, rules.
 ///
 /// Pure and deterministic: it reads no clock; the runtime passes the wall-clock time.
-/// The same events in the same order yield the same decisions with the same ids.
+/// The same events in the same order yield the same decisions with the same ids; and any
+/// arrival order of events within the allowed lateness yields the same features, scores
+/// and timer firings (see `held`).
 public struct PartitionProcessor: Sendable {
     public let configuration: EngineConfiguration
     public private(set) var rules: RuleSet
+    public let model: IntentModel
     public private(set) var watermark: Watermark
     public private(set) var statistics = ProcessorStatistics()
     private var visitors: [String: VisitorState] = [:]
+    /// Visits of visitors whose state was evicted, by visitor hash: (visits, day last seen).
+    private var returning: [UInt64: UInt32] = [:]
     private var timers = TimerQueue()
+    private var pageClasses: [String: PageClass] = [:]
+    private let modelFeatures: [Feature]
 
-    public init(rules: RuleSet, configuration: EngineConfiguration = EngineConfiguration()) {
+    public init(rules: RuleSet, model: IntentModel = .empty, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
+        self.model = model
+        self.modelFeatures = model.features
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
     }
@@ -91,51 +120,53 @@ public struct PartitionProcessor: Sendable {
     public var visitorCount: Int { visitors.count }
 
     /// Rule timers that have not fired yet (stale ones included until they are popped).
-    public var pendingRuleTimers: Int { visitors.values.reduce(0) { $0 + $1.pendingDwellTimers } }
+    public private(set) var pendingRuleTimers = 0
+
+    /// Events held until the watermark passes them (page events, session openers).
+    public private(set) var heldEvents = 0
+
+    /// A visitor's features at its latest event time (nil if the visitor is not in memory).
+    public func features(of visitorID: String) -> [Feature: Double]? {
+        guard let v = visitors[visitorID] else { return nil }
+        let now = Tick(v.lastEventTime)
+        return Dictionary(uniqueKeysWithValues: Feature.allCases.map { ($0, $0.value(v.features, page: v.page, now: now)) })
+    }
+
+    /// A visitor's intent scores, in the model's order, as of its latest applied event.
+    public func scores(of visitorID: String) -> [(String, Double)]? {
+        guard let v = visitors[visitorID] else { return nil }
+        return zip(model.intents, v.scores).map { ($0.name, Double($1)) }
+    }
 
     /// Applies one event and returns the decisions it (or the watermark it moved) caused.
     ///
     /// An `event_id` among the visitor's last eight (a tracker retry) is dropped and counted
-    /// in `statistics.duplicateEvents`.
+    /// in `statistics.duplicateEvents`. An event behind the watermark (later than the
+    /// allowed lateness) is counted in `statistics.lateEvents` and changes no window state.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
         statistics.events += 1
-        var visitor = visitors[event.visitorID] ?? VisitorState(
-            channel: event.channel, userID: event.userID, lastEventTime: event.time, pagePath: nil,
-            pageSince: event.time, pageEventID: event.id)
         let idHash = RecentEventIDs.hash(event.id)
+        var visitor = visitors[event.visitorID] ?? newVisitor(event)
         if visitor.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
             return []
         }
         visitor.recentEventIDs.insert(idHash)
-        if watermark.isLate(event.time) { statistics.lateEvents += 1 }
+        let late = watermark.isLate(event.time)
         watermark.observe(event.time, arrivedAt: wallNow)
-
-        if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
         if let userID = event.userID { visitor.userID = userID }
         visitor.channel = event.channel
-
         var settled: [Decision] = []
-        switch event.type {
-        case .pageView, .pagePing:
-            if let path = event.pagePath, path != visitor.pagePath || visitor.pagePath == nil {
-                if visitor.pagePath != nil, event.time < visitor.pageSince {
-                    statistics.outOfOrderPageEvents += 1
-                } else {
-                    settled = settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
-                    enterPage(path, at: event.time, eventID: event.id, visitorID: event.visitorID, visitor: &visitor)
-                }
-            }
-        case .pageHidden:
-            if event.time >= visitor.pageSince {
-                settled = settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
-                visitor.pagePath = nil
-                visitor.pageGeneration &+= 1
-            } else {
-                statistics.outOfOrderPageEvents += 1
-            }
-        default:
-            break
+        if late {
+            statistics.lateEvents += 1
+        } else if event.type.isPageEvent || event.time > visitor.lastEventTime + configuration.sessionGap {
+            let key = (event.time, idHash)
+            let at = visitor.held.firstIndex { ($0.time, RecentEventIDs.hash($0.id)) > key } ?? visitor.held.endIndex
+            visitor.held.insert(event, at: at)
+            heldEvents += 1
+            timers.schedule(VisitorTimer(due: event.time, visitorID: event.visitorID, kind: .release))
+        } else {
+            settled = apply(event, idHash: idHash, to: &visitor, wallNow: wallNow)
         }
         if !visitor.sessionTimerPending {
             visitor.sessionTimerPending = true
@@ -144,6 +175,83 @@ public struct PartitionProcessor: Sendable {
         visitors[event.visitorID] = visitor
         statistics.decisions += settled.count
         return settled + fireDueTimers(wallNow: wallNow)
+    }
+
+    private mutating func newVisitor(_ event: Event) -> VisitorState {
+        // No page yet: "since the page was entered" means since the beginning.
+        var v = VisitorState(channel: event.channel, userID: event.userID, lastEventTime: event.time, pagePath: nil,
+                             pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
+        if let memory = returning.removeValue(forKey: RecentEventIDs.hash(event.visitorID)) {
+            v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
+        }
+        return v
+    }
+
+    /// Applies an event to the visitor's state in event-time order (the caller holds page
+    /// events and session-opening events until the watermark passes them).
+    private mutating func apply(_ event: Event, idHash: UInt64, to visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+        var settled: [Decision] = []
+        if event.time > visitor.lastEventTime + configuration.sessionGap {
+            settled = settleDwell(event.visitorID, &visitor, leavingAt: visitor.lastEventTime + configuration.sessionGap, wallNow: wallNow)
+            leavePage(&visitor)
+            visitor.features.startSession()
+        }
+        if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
+        var pageClass: PageClass?
+        switch event.type {
+        case .pageView, .pagePing:
+            if let path = event.pagePath {
+                pageClass = classify(path)
+                if (event.time, idHash) < visitor.lastPageEvent {
+                    statistics.outOfOrderPageEvents += 1
+                } else {
+                    visitor.lastPageEvent = (event.time, idHash)
+                    if path != visitor.pagePath {
+                        settled += settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
+                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, visitorID: event.visitorID, visitor: &visitor)
+                    }
+                }
+            }
+        case .pageHidden:
+            if (event.time, idHash) < visitor.lastPageEvent {
+                statistics.outOfOrderPageEvents += 1
+            } else {
+                visitor.lastPageEvent = (event.time, idHash)
+                settled += settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
+                leavePage(&visitor)
+            }
+        default:
+            break
+        }
+        visitor.features.apply(event, pageClass: pageClass)
+        rescore(&visitor)
+        return settled
+    }
+
+    private mutating func classify(_ path: String) -> PageClass {
+        if let known = pageClasses[path] { return known }
+        let pageClass = model.pageClasses.classify(path)
+        if pageClasses.count >= 50_000 { pageClasses.removeAll(keepingCapacity: true) }
+        pageClasses[path] = pageClass
+        return pageClass
+    }
+
+    private func rescore(_ visitor: inout VisitorState) {
+        guard !model.intents.isEmpty else { return }
+        let now = Tick(visitor.lastEventTime)
+        let page = visitor.page
+        let features = visitor.features
+        if visitor.scores.count != model.intents.count { visitor.scores = [Float](repeating: 0, count: model.intents.count) }
+        for (i, intent) in model.intents.enumerated() {
+            visitor.scores[i] = Float(intent.score { $0.value(features, page: page, now: now) })
+        }
+    }
+
+    private func leavePage(_ visitor: inout VisitorState) {
+        visitor.pagePath = nil
+        visitor.pageHash = 0
+        visitor.pageClass = .other
+        visitor.pageGeneration &+= 1
     }
 
     /// A visitor leaves its page at `time`: dwells completed by then fire now, exactly as
@@ -155,12 +263,12 @@ public struct PartitionProcessor: Sendable {
         // Completed dwells grouped by the instant they completed: one prompt per instant.
         var byDue: [EventTime: [Int]] = [:]
         for (index, rule) in rules.rules.enumerated()
-        where rule.dwellPage.matches(path) && visitor.pageSince + rule.dwellAtLeast <= time && !visitor.settledRules.contains(index) {
+        where rule.dwellPage.matches(path) && visitor.pageSince + rule.dwellAtLeast <= time && !visitor.settled(index) {
             byDue[visitor.pageSince + rule.dwellAtLeast, default: []].append(index)
         }
         for due in byDue.keys.sorted() {
             let winner = byDue[due]!.max { a, b in Self.ranks(rules.rules[a], below: rules.rules[b]) }!
-            visitor.settledRules += byDue[due]!
+            for rule in byDue[due]! { visitor.settle(rule) }
             let timer = VisitorTimer(due: due, visitorID: visitorID, kind: .dwell(rule: winner, generation: visitor.pageGeneration))
             if let decision = decide(timer, rule: winner, visitor: visitor, wallNow: wallNow) { decisions.append(decision) }
         }
@@ -178,14 +286,18 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(wallNow: wallNow)
     }
 
-    private mutating func enterPage(_ path: String, at time: EventTime, eventID: String, visitorID: String, visitor: inout VisitorState) {
+    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, visitorID: String, visitor: inout VisitorState) {
         visitor.pagePath = path
+        visitor.pageHash = VisitorFeatures.hash32(path)
+        visitor.pageClass = pageClass
         visitor.pageSince = time
         visitor.pageEventID = eventID
         visitor.pageGeneration &+= 1
-        visitor.settledRules.removeAll()
+        visitor.settledRules = 0
+        visitor.settledOverflow.removeAll()
         for (index, rule) in rules.rules.enumerated() where rule.dwellPage.matches(path) {
             visitor.pendingDwellTimers += 1
+            pendingRuleTimers += 1
             visitor.latestDwellDue = max(visitor.latestDwellDue, time + rule.dwellAtLeast)
             timers.schedule(VisitorTimer(
                 due: time + rule.dwellAtLeast, visitorID: visitorID,
@@ -216,20 +328,33 @@ public struct PartitionProcessor: Sendable {
             case .dwell(let rule, let generation):
                 guard var visitor = visitors[timer.visitorID] else { continue }
                 visitor.pendingDwellTimers -= 1
-                if generation == visitor.pageGeneration && !visitor.settledRules.contains(rule) {
-                    visitor.settledRules.append(rule)
+                pendingRuleTimers -= 1
+                if generation == visitor.pageGeneration && !visitor.settled(rule) {
+                    visitor.settle(rule)
                     batch.append((timer, rule))
+                }
+                visitors[timer.visitorID] = visitor
+            case .release:
+                guard var visitor = visitors[timer.visitorID] else { continue }
+                flush(&batch, into: &decisions, processor: &self)
+                while let first = visitor.held.first, first.time <= now {
+                    visitor.held.removeFirst()
+                    heldEvents -= 1
+                    let settled = apply(first, idHash: RecentEventIDs.hash(first.id), to: &visitor, wallNow: wallNow)
+                    decisions += settled
                 }
                 visitors[timer.visitorID] = visitor
             case .sessionEnd:
                 guard var visitor = visitors[timer.visitorID] else { continue }
                 let end = visitor.lastEventTime + configuration.sessionGap
-                if end <= now && visitor.pendingDwellTimers == 0 {
+                if end <= now && visitor.pendingDwellTimers == 0 && visitor.held.isEmpty {
                     visitors[timer.visitorID] = nil
+                    returning[RecentEventIDs.hash(timer.visitorID)] = UInt32(visitor.features.visits) << 16
+                        | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
                     statistics.evictedVisitors += 1
                 } else {
                     // Check again when the session may have ended and every dwell timer has fired.
-                    let next = max(end, visitor.latestDwellDue, timer.due + Millis(1))
+                    let next = max(end, visitor.latestDwellDue, visitor.held.first?.time ?? end, timer.due + Millis(1))
                     timers.schedule(VisitorTimer(due: next, visitorID: timer.visitorID, kind: .sessionEnd))
                     visitors[timer.visitorID] = visitor
                 }
@@ -246,7 +371,7 @@ public struct PartitionProcessor: Sendable {
         return Decision(
             id: Decision.makeID(visitorID: timer.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
             visitorID: timer.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
-            ruleVersion: rule.version, intent: [],
+            ruleVersion: rule.version, intent: zip(model.intents, visitor.scores).map { ($0.name, (Double($1) * 1000).rounded() / 1000) },
             reason: "on \(path)\(rule.dwellPage.pattern == path ? "" : " (matches \(rule.dwellPage))") for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
             payload: rule.payload, channel: visitor.channel, eventTime: timer.due, decidedAt: wallNow,
             expiresAt: timer.due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)

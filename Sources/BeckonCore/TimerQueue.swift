@@ -5,6 +5,8 @@ public struct VisitorTimer: Sendable, Equatable {
         case dwell(rule: Int, generation: UInt32)
         /// Check whether the visitor's session has ended and its state can go.
         case sessionEnd
+        /// Apply the visitor's held events up to the watermark.
+        case release
     }
 
     public var due: EventTime
@@ -22,8 +24,9 @@ public struct VisitorTimer: Sendable, Equatable {
 extension VisitorTimer.Kind {
     fileprivate var order: (Int, Int, UInt32) {
         switch self {
-        case .dwell(let rule, let generation): return (0, rule, generation)
-        case .sessionEnd: return (1, 0, 0)
+        case .release: return (0, 0, 0)
+        case .dwell(let rule, let generation): return (1, rule, generation)
+        case .sessionEnd: return (2, 0, 0)
         }
     }
 }

@@ -20,7 +20,7 @@ struct BeckonCommand: AsyncParsableCommand {
             environment variables, then --set key=value. Any kafka.<property> is passed to librdkafka \
             untouched. `beckon config keys` lists every key.
             """,
-        subcommands: [Run.self, Simulate.self, Migrate.self, Topics.self, Rules.self, Config.self]
+        subcommands: [Run.self, Simulate.self, Migrate.self, Topics.self, Rules.self, Features.self, Config.self]
     )
 }
 
@@ -91,8 +91,14 @@ struct Run: AsyncParsableCommand {
         case .success(let set): rules = set
         case .failure(let errors): throw ValidationError("the rules in \(config.rulesDirectory) are invalid:\n\(errors)")
         }
+        var model = IntentModel.empty
+        switch RuleFiles.loadModel(directory: config.rulesDirectory) {
+        case .success(let loaded)?: model = loaded
+        case .failure(let errors)?: throw ValidationError("the intent model in \(config.rulesDirectory)/models is invalid:\n\(errors)")
+        case nil: logger.warning("no intent model at \(config.rulesDirectory)/models/intent.yaml: decisions will carry no intent scores")
+        }
         let printEach = printDecisions
-        let pipeline = Pipeline(configuration: config, rules: rules, logger: logger, onDecision: { decision in
+        let pipeline = Pipeline(configuration: config, rules: rules, model: model, logger: logger, onDecision: { decision in
             guard printEach else { return }
             let line = "\(decision.eventTime.rfc3339)  \(decision.action.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
                 + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"
@@ -196,13 +202,48 @@ struct Rules: AsyncParsableCommand {
 
         func run() async throws {
             let dir = try directory ?? common.load().rulesDirectory
+            var failed = false
             switch RuleFiles.load(directory: dir) {
             case .success(let set):
                 print("\(set.rules.count) rules OK (version \(set.version)): \(set.rules.map(\.id).joined(separator: ", "))")
             case .failure(let errors):
                 for error in errors.errors { print(error) }
-                throw ExitCode(1)
+                failed = true
             }
+            switch RuleFiles.loadModel(directory: dir) {
+            case .success(let model)?:
+                print("intent model OK: \(model.intents.map(\.name).joined(separator: ", ")) over \(model.features.count) features")
+            case .failure(let errors)?:
+                for error in errors.errors { print(error) }
+                failed = true
+            case nil:
+                print("no intent model (models/intent.yaml): decisions will carry no intent scores")
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+}
+
+struct Features: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the features and intents that rules and the intent model can name.",
+        discussion: "With --markdown, prints docs/FEATURES.md (a test checks that file against the code).")
+    @Flag(help: "Print the catalogue as Markdown.") var markdown = false
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let dir = try common.load().rulesDirectory
+        var intents: [(name: String, description: String)] = []
+        if case .success(let model)? = RuleFiles.loadModel(directory: dir) { intents = model.intents.map { ($0.name, $0.description) } }
+        if markdown {
+            print(Feature.catalogue(intents: intents), terminator: "")
+            return
+        }
+        for feature in Feature.allCases {
+            print("\(feature.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)) \(feature.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(feature.meaning)")
+        }
+        for intent in intents {
+            print("\(intent.name.padding(toLength: 24, withPad: " ", startingAt: 0)) intent    \(intent.description)")
         }
     }
 }

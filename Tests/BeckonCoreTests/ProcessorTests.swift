@@ -90,12 +90,15 @@ struct ProcessorTests {
         // The departure at 60 s is read before any watermark passed 45 s (a backlog or replay).
         var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration(lateness: 30))
         _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
-        let decisions = p.process(view("alice", "a2", at: 60, "/checkout/done"), arrivedAt: wall)
+        // Page events wait for the watermark (30 s now), so the departure is not applied yet.
+        #expect(p.process(view("alice", "a2", at: 60, "/checkout/done"), arrivedAt: wall).isEmpty)
+        // Once the watermark passes 45 s, the dwell fires, exactly once, at 45 s.
+        let decisions = p.advanceIdle(wallNow: wall + .seconds(600))
         #expect(decisions.map(\.id) == [Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1")])
         #expect(decisions.first?.eventTime == t0 + .seconds(45))
-        // The timer that is still queued is stale now: nothing more, ever.
-        #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(1200)).isEmpty)
         #expect(p.statistics.decisions == 1)
+        #expect(p.features(of: "alice")?[.pageViews] == 2)
     }
 
     @Test func aReloadOfTheSamePageKeepsTheDwellRunning() throws {
@@ -123,15 +126,29 @@ struct ProcessorTests {
         #expect(p.advanceIdle(wallNow: wall + .seconds(60)).map(\.ruleID) == ["long"])
     }
 
-    @Test func lateEventsAreCountedAndOlderPageViewsDoNotRewindThePage() throws {
+    @Test func lateEventsAreCountedAndChangeNoState() throws {
         var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
         _ = p.process(view("bob", "b1", at: 100, "/"), arrivedAt: wall)
-        _ = p.process(view("alice", "a2", at: 90, "/checkout/done"), arrivedAt: wall)
-        // 10 s behind the newest event, 5 s behind the watermark: late, counted, still applied.
+        _ = p.process(view("alice", "a2", at: 90, "/checkout/payment"), arrivedAt: wall)
+        // 10 s behind the newest event, 5 s behind the watermark: late, counted, not applied.
         #expect(p.statistics.lateEvents == 1)
-        // alice's page view at 80 s is older than the page she is on (90 s): ignored for page state.
-        _ = p.process(view("alice", "a1", at: 80, "/checkout/payment"), arrivedAt: wall)
-        #expect(p.statistics.outOfOrderPageEvents == 1)
+        _ = p.process(Event(id: "a3", type: .formError, visitorID: "alice", time: t0 + .seconds(91), pagePath: "/checkout/payment"), arrivedAt: wall)
+        #expect(p.statistics.lateEvents == 2)
+        #expect(p.features(of: "alice")?[.pageViews] == 0)
+        #expect(p.features(of: "alice")?[.formErrorsSession] == 0)
+        // Its dwell never starts.
+        #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
+    }
+
+    @Test func anOlderPageViewWithinTheLatenessDoesNotRewindThePage() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a2", at: 100, "/checkout/done"), arrivedAt: wall)
+        _ = p.process(view("alice", "a1", at: 97, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.statistics.lateEvents == 0)
+        _ = p.advanceIdle(wallNow: wall + .seconds(10))
+        // Applied in event-time order: payment at 97 s, then done at 100 s; she is on done.
+        #expect(p.features(of: "alice")?[.pageViews] == 2)
+        #expect(p.features(of: "alice")?[.checkoutViews] == 2)
         #expect(p.advanceIdle(wallNow: wall + .seconds(600)).isEmpty)
     }
 

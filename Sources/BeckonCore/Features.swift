@@ -1,0 +1,474 @@
+/// Event time in deciseconds since 2026-01-01T00:00Z, in 32 bits (±6.8 years).
+///
+/// Windowed features keep times at this resolution so a window entry fits in 8 bytes.
+/// Every tick is derived from an event's own time, never from arrival, so the same
+/// events give the same ticks in any order.
+public struct Tick: Comparable, Hashable, Sendable {
+    public var value: Int32
+    static let epochMilliseconds: Int64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
+    static let never = Tick(value: .min)
+
+    init(value: Int32) { self.value = value }
+
+    public init(_ time: EventTime) {
+        let d = time.milliseconds - Self.epochMilliseconds
+        let floor = d >= 0 ? d / 100 : -((-d + 99) / 100)
+        value = Int32(clamping: floor)
+    }
+
+    public static func < (a: Tick, b: Tick) -> Bool { a.value < b.value }
+
+    /// Seconds from `self` to `later` (0 when `self` is `never` or later).
+    func seconds(until later: Tick) -> Double {
+        self == .never || later < self ? 0 : Double(Int64(later.value) - Int64(value)) / 10
+    }
+
+    func minus(milliseconds: Int64) -> Tick { Tick(value: Int32(clamping: Int64(value) - milliseconds / 100)) }
+}
+
+/// The four latest `(tick, tag)` entries of one kind, kept inline.
+///
+/// Keeping the latest four of a multiset does not depend on the order entries arrive in,
+/// so counts over windows read from it are order-independent. Counts above four read as
+/// four: windows are for "≥ 3 errors in 5 minutes", not for totals (sessions keep those).
+struct Recent4: Sendable, Equatable {
+    private var slots: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    /// Equal when they hold the same multiset of entries, whatever the slots.
+    static func == (a: Recent4, b: Recent4) -> Bool { a.sorted == b.sorted }
+
+    var sorted: [UInt64] { withUnsafeBytes(of: slots) { Array($0.bindMemory(to: UInt64.self)).sorted() } }
+
+    static func pack(_ tick: Tick, _ tag: UInt32) -> UInt64 {
+        UInt64(UInt32(bitPattern: tick.value) ^ 0x8000_0000) << 32 | UInt64(tag)
+    }
+
+    static func tick(_ packed: UInt64) -> Tick { Tick(value: Int32(bitPattern: UInt32(packed >> 32) ^ 0x8000_0000)) }
+    static func tag(_ packed: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: packed) }
+
+    mutating func insert(_ tick: Tick, tag: UInt32 = 1) {
+        let entry = Self.pack(tick, tag)
+        withUnsafeMutableBytes(of: &slots) { raw in
+            let s = raw.bindMemory(to: UInt64.self)
+            var lowest = 0
+            for i in 0..<4 {
+                if s[i] == 0 { s[i] = entry; return }
+                if s[i] < s[lowest] { lowest = i }
+            }
+            if entry > s[lowest] { s[lowest] = entry }
+        }
+    }
+
+    /// Entries at or after `from`, optionally only those with `tag`.
+    func count(since from: Tick, tag: UInt32? = nil) -> Int {
+        withUnsafeBytes(of: slots) { raw in
+            var n = 0
+            for packed in raw.bindMemory(to: UInt64.self) where packed != 0 && Self.tick(packed) >= from && (tag == nil || Self.tag(packed) == tag) {
+                n += 1
+            }
+            return n
+        }
+    }
+
+    func forEach(_ body: (Tick, UInt32) -> Void) {
+        withUnsafeBytes(of: slots) { raw in
+            for packed in raw.bindMemory(to: UInt64.self) where packed != 0 { body(Self.tick(packed), Self.tag(packed)) }
+        }
+    }
+}
+
+/// Where a page belongs. Per-class view counts feed the intent model.
+public enum PageClass: String, CaseIterable, Sendable {
+    case home, category, product, search, pricing, cart, checkout, help, settings, account, other
+}
+
+/// Classifies paths by globs (first match wins); `Rules/models/intent.yaml` may replace
+/// the defaults under `page_classes`.
+public struct PageClassifier: Sendable, Equatable {
+    public var patterns: [(PageClass, PathGlob)]
+
+    public static func == (a: PageClassifier, b: PageClassifier) -> Bool {
+        a.patterns.elementsEqual(b.patterns) { $0.0 == $1.0 && $0.1 == $1.1 }
+    }
+
+    public static let standard = PageClassifier(patterns: ([
+        (.home, "/"), (.category, "/c/**"), (.category, "/category/**"), (.category, "/collections/**"),
+        (.product, "/p/**"), (.product, "/product/**"), (.product, "/products/**"), (.search, "/search**"),
+        (.pricing, "/pricing**"), (.pricing, "/plans**"), (.cart, "/cart**"), (.cart, "/basket**"),
+        (.checkout, "/checkout**"), (.help, "/help**"), (.help, "/support**"), (.help, "/docs**"), (.help, "/faq**"),
+        (.settings, "/settings**"), (.settings, "/app/settings**"), (.account, "/account**"), (.account, "/login**"),
+        (.account, "/signup**"),
+    ] as [(PageClass, String)]).map { ($0.0, PathGlob($0.1)) })
+
+    public init(patterns: [(PageClass, PathGlob)]) { self.patterns = patterns }
+
+    public func classify(_ path: String) -> PageClass {
+        patterns.first { $0.1.matches(path) }?.0 ?? .other
+    }
+}
+
+/// A visitor's session features, updated per event. Every update is commutative (counts,
+/// maxima, latest-by-time, the latest four of a kind), so any arrival order of the same
+/// events gives the same value. About 230 bytes, no heap.
+struct VisitorFeatures: Sendable, Equatable {
+    var sessionStart = Tick(value: .max)
+    var sessionEvents: UInt16 = 0
+    var visits: UInt16 = 1
+    var pageViews: UInt16 = 0
+    var classViews = SIMD16<UInt8>()
+    /// (tick, path hash) of the latest page views.
+    var recentPages = Recent4()
+    /// (tick, depth %) of the latest scroll events.
+    var scrolls = Recent4()
+    var cartItems: Int16 = 0
+    var cartCents: Int64 = 0
+    var lastCartChange = Tick.never
+    var lastCheckoutProgress = Tick.never
+    var checkoutStep: UInt8 = 0
+    var checkoutStepSince = Tick.never
+    var purchased = false
+    /// (tick, page hash) of the latest form errors.
+    var formErrors = Recent4()
+    var formErrorsSession: UInt16 = 0
+    /// (tick, element hash) of the latest clicks.
+    var clicks = Recent4()
+    var priceHovers = Recent4()
+    var priceHoversSession: UInt16 = 0
+    var searches: UInt8 = 0
+    var zeroResultSearches: UInt8 = 0
+    var lastExitIntent = Tick.never
+    var exitIntents: UInt8 = 0
+    var chatMessages: UInt8 = 0
+    var negativeMessages: UInt8 = 0
+    var lastSentiment: Float = 0
+    var lastSentimentAt = Tick.never
+    var minSentiment: Float = 0
+    var lastAgentChatStart = Tick.never
+    var lastChatEnd = Tick.never
+    var offersShown: UInt8 = 0
+    var offersAccepted: UInt8 = 0
+    var offersDismissed: UInt8 = 0
+
+    static func hash32(_ s: String) -> UInt32 {
+        var h: UInt32 = 0x811C_9DC5
+        for byte in s.utf8 {
+            h ^= UInt32(byte)
+            h &*= 0x0100_0193
+        }
+        return h | 1
+    }
+
+    /// Applies one event. `pageClass` is the class of the event's page, when it has one.
+    mutating func apply(_ event: Event, pageClass: PageClass?) {
+        let tick = Tick(event.time)
+        sessionStart = min(sessionStart, tick)
+        sessionEvents &+= 1
+        let p = event.properties
+        switch event.type {
+        case .pageView:
+            pageViews &+= 1
+            if let path = event.pagePath { recentPages.insert(tick, tag: Self.hash32(path)) }
+            if let pageClass, let i = PageClass.allCases.firstIndex(of: pageClass) {
+                classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
+            }
+        case .scroll:
+            recentPagesScroll(tick, depth: p.scrollDepth ?? 0)
+        case .click:
+            clicks.insert(tick, tag: Self.hash32(p.element ?? ""))
+        case .hover where p.hoverTarget == "price":
+            priceHovers.insert(tick)
+            priceHoversSession &+= 1
+        case .search:
+            searches &+= 1
+            if p.searchResults == 0 { zeroResultSearches &+= 1 }
+        case .addToCart, .removeFromCart:
+            let sign: Int64 = event.type == .addToCart ? 1 : -1
+            let quantity = Int64(p.quantity ?? 1)
+            cartItems &+= Int16(clamping: sign * quantity)
+            cartCents &+= sign * quantity * Int64(((p.price ?? 0) * 100).rounded())
+            lastCartChange = max(lastCartChange, tick)
+        case .checkoutStep:
+            let step = UInt8(clamping: p.step ?? 0)
+            if step > checkoutStep || (step == checkoutStep && tick < checkoutStepSince) {
+                checkoutStep = step
+                checkoutStepSince = tick
+            }
+            lastCheckoutProgress = max(lastCheckoutProgress, tick)
+        case .formError:
+            formErrors.insert(tick, tag: event.pagePath.map(Self.hash32) ?? 0)
+            formErrorsSession &+= 1
+        case .exitIntent:
+            lastExitIntent = max(lastExitIntent, tick)
+            exitIntents &+= 1
+        case .chatMessage where (p.chatSender ?? "visitor") == "visitor":
+            chatMessages &+= 1
+            let score = Float(p.chatSentiment ?? 0)
+            if score <= -0.25 { negativeMessages &+= 1 }
+            minSentiment = min(minSentiment, score)
+            if tick > lastSentimentAt || (tick == lastSentimentAt && score < lastSentiment) {
+                lastSentimentAt = tick
+                lastSentiment = score
+            }
+        case .chatStarted where p.chatWith == "agent":
+            lastAgentChatStart = max(lastAgentChatStart, tick)
+        case .chatEnded:
+            lastChatEnd = max(lastChatEnd, tick)
+        case .purchase:
+            purchased = true
+            lastCheckoutProgress = max(lastCheckoutProgress, tick)
+        case .offerShown: offersShown &+= 1
+        case .offerAccepted: offersAccepted &+= 1
+        case .offerDismissed: offersDismissed &+= 1
+        default: break
+        }
+    }
+
+    private mutating func recentPagesScroll(_ tick: Tick, depth: Double) {
+        scrolls.insert(tick, tag: UInt32(max(0, min(100, depth.rounded()))))
+    }
+
+    /// A new session: session features start over; the visit count goes up.
+    mutating func startSession() {
+        let visits = self.visits
+        self = VisitorFeatures()
+        self.visits = visits &+ 1
+    }
+}
+
+/// Where the visitor is, from the engine's page tracking.
+struct PageContext: Sendable {
+    var path: String?
+    var pathHash: UInt32
+    var since: Tick
+    var pageClass: PageClass
+}
+
+/// The feature catalogue: every feature rules and the intent model may name.
+///
+/// `docs/FEATURES.md` is generated from this (`beckon features --markdown`), and a test
+/// fails when the two drift apart.
+public enum Feature: String, CaseIterable, Sendable {
+    case sessionEvents = "session_events"
+    case sessionSeconds = "session_seconds"
+    case visits
+    case returning
+    case pageClass = "page_class"
+    case pageDwellSeconds = "page_dwell_seconds"
+    case pageViews = "page_views"
+    case pageViews5m = "page_views_5m"
+    case samePageViews = "same_page_views"
+    case productViews = "product_views"
+    case categoryViews = "category_views"
+    case pricingViews = "pricing_views"
+    case helpViews = "help_views"
+    case settingsViews = "settings_views"
+    case checkoutViews = "checkout_views"
+    case scrollDepth = "scroll_depth"
+    case cartItems = "cart_items"
+    case cartValue = "cart_value"
+    case cartIdleSeconds = "cart_idle_seconds"
+    case checkoutStep = "checkout_step"
+    case checkoutStepSeconds = "checkout_step_seconds"
+    case purchased
+    case formErrorsPage = "form_errors_page"
+    case formErrors1m = "form_errors_1m"
+    case formErrors5m = "form_errors_5m"
+    case formErrorsSession = "form_errors_session"
+    case rageClick = "rage_click"
+    case clicks1m = "clicks_1m"
+    case priceHovers5m = "price_hovers_5m"
+    case priceHovers = "price_hovers"
+    case searches
+    case zeroResultSearches = "zero_result_searches"
+    case exitIntent = "exit_intent"
+    case exitIntents = "exit_intents"
+    case chatMessages = "chat_messages"
+    case chatSentiment = "chat_sentiment"
+    case chatSentimentMin = "chat_sentiment_min"
+    case negativeMessages = "negative_messages"
+    case humanChat = "human_chat"
+    case offersShown = "offers_shown"
+    case offersAccepted = "offers_accepted"
+    case offersDismissed = "offers_dismissed"
+
+    public enum Kind: String, Sendable {
+        case count, seconds, boolean, percent, money, score, category
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .returning, .purchased, .rageClick, .exitIntent, .humanChat: return .boolean
+        case .sessionSeconds, .pageDwellSeconds, .cartIdleSeconds, .checkoutStepSeconds: return .seconds
+        case .scrollDepth: return .percent
+        case .cartValue: return .money
+        case .chatSentiment, .chatSentimentMin: return .score
+        case .pageClass: return .category
+        default: return .count
+        }
+    }
+
+    public var unit: String {
+        switch kind {
+        case .count: return self == .checkoutStep ? "step number" : "count"
+        case .seconds: return "seconds"
+        case .boolean: return "0 or 1"
+        case .percent: return "percent (0–100)"
+        case .money: return "currency units"
+        case .score: return "−1 (negative) … 1 (positive)"
+        case .category: return "one of " + PageClass.allCases.map(\.rawValue).joined(separator: ", ")
+        }
+    }
+
+    public var meaning: String {
+        switch self {
+        case .sessionEvents: return "Events in the current session."
+        case .sessionSeconds: return "Time since the session's first event."
+        case .visits: return "Sessions of this visitor seen by this instance, the current one included."
+        case .returning: return "1 when `visits` > 1."
+        case .pageClass: return "Class of the current page (path globs, `page_classes` in the intent model)."
+        case .pageDwellSeconds: return "Time on the current page since it was entered (0 when the page is hidden)."
+        case .pageViews: return "Page views in the session."
+        case .pageViews5m: return "Page views in the last 5 minutes (reads at most 4)."
+        case .samePageViews: return "Of the latest 4 page views, those of the current path (3 = third visit to this page)."
+        case .productViews: return "Product page views in the session."
+        case .categoryViews: return "Category page views in the session."
+        case .pricingViews: return "Pricing page views in the session."
+        case .helpViews: return "Help, support, docs and FAQ page views in the session."
+        case .settingsViews: return "Settings page views in the session."
+        case .checkoutViews: return "Checkout page views in the session."
+        case .scrollDepth: return "Deepest scroll on the current page."
+        case .cartItems: return "Items in the cart (adds minus removes)."
+        case .cartValue: return "Value of the cart (quantity × price)."
+        case .cartIdleSeconds: return "Time since the last cart change, while no checkout step or purchase came after it; 0 otherwise."
+        case .checkoutStep: return "Highest checkout step reached in the session (0 = none)."
+        case .checkoutStepSeconds: return "Time since the highest checkout step was first reached (0 = none)."
+        case .purchased: return "1 after a purchase in the session."
+        case .formErrorsPage: return "Of the latest 4 form errors, those on the current page."
+        case .formErrors1m: return "Form errors in the last minute (reads at most 4)."
+        case .formErrors5m: return "Form errors in the last 5 minutes (reads at most 4)."
+        case .formErrorsSession: return "Form errors in the session."
+        case .rageClick: return "1 when 3 of the latest 4 clicks hit one element within 2 seconds, the last of them in the last minute."
+        case .clicks1m: return "Clicks in the last minute (reads at most 4)."
+        case .priceHovers5m: return "Hovers on a price in the last 5 minutes (reads at most 4)."
+        case .priceHovers: return "Hovers on a price in the session."
+        case .searches: return "Searches in the session."
+        case .zeroResultSearches: return "Searches with no result in the session."
+        case .exitIntent: return "1 when exit intent was seen on the current page."
+        case .exitIntents: return "Exit intents in the session."
+        case .chatMessages: return "Chat messages the visitor sent in the session."
+        case .chatSentiment: return "Sentiment of the visitor's latest chat message (the text itself is not kept)."
+        case .chatSentimentMin: return "Most negative sentiment of the visitor's chat messages in the session (0 if none)."
+        case .negativeMessages: return "Visitor chat messages with sentiment ≤ −0.25 in the session."
+        case .humanChat: return "1 while a chat with a human agent is in progress."
+        case .offersShown: return "Offers shown in the session (offer_shown events)."
+        case .offersAccepted: return "Offers accepted in the session."
+        case .offersDismissed: return "Offers dismissed in the session."
+        }
+    }
+
+    /// The feature's value at `now` (the visitor's latest event time, or a timer's due time).
+    func value(_ f: VisitorFeatures, page: PageContext, now: Tick) -> Double {
+        func b(_ x: Bool) -> Double { x ? 1 : 0 }
+        func views(_ c: PageClass) -> Double { Double(f.classViews[PageClass.allCases.firstIndex(of: c)!]) }
+        switch self {
+        case .sessionEvents: return Double(f.sessionEvents)
+        case .sessionSeconds: return f.sessionStart.seconds(until: now)
+        case .visits: return Double(f.visits)
+        case .returning: return b(f.visits > 1)
+        case .pageClass: return Double(PageClass.allCases.firstIndex(of: page.pageClass)!)
+        case .pageDwellSeconds: return page.path == nil ? 0 : page.since.seconds(until: now)
+        case .pageViews: return Double(f.pageViews)
+        case .pageViews5m: return Double(f.recentPages.count(since: now.minus(milliseconds: 300_000)))
+        case .samePageViews: return page.path == nil ? 0 : Double(f.recentPages.count(since: .never, tag: page.pathHash))
+        case .productViews: return views(.product)
+        case .categoryViews: return views(.category)
+        case .pricingViews: return views(.pricing)
+        case .helpViews: return views(.help)
+        case .settingsViews: return views(.settings)
+        case .checkoutViews: return views(.checkout)
+        case .scrollDepth:
+            var deepest: UInt32 = 0
+            f.scrolls.forEach { tick, depth in if tick >= page.since { deepest = max(deepest, depth) } }
+            return Double(deepest)
+        case .cartItems: return Double(max(0, f.cartItems))
+        case .cartValue: return Double(max(0, f.cartCents)) / 100
+        case .cartIdleSeconds:
+            return f.cartItems > 0 && f.lastCartChange > f.lastCheckoutProgress ? f.lastCartChange.seconds(until: now) : 0
+        case .checkoutStep: return Double(f.checkoutStep)
+        case .checkoutStepSeconds: return f.checkoutStep == 0 ? 0 : f.checkoutStepSince.seconds(until: now)
+        case .purchased: return b(f.purchased)
+        case .formErrorsPage: return page.path == nil ? 0 : Double(f.formErrors.count(since: .never, tag: page.pathHash))
+        case .formErrors1m: return Double(f.formErrors.count(since: now.minus(milliseconds: 60_000)))
+        case .formErrors5m: return Double(f.formErrors.count(since: now.minus(milliseconds: 300_000)))
+        case .formErrorsSession: return Double(f.formErrorsSession)
+        case .rageClick: return b(Self.rage(f.clicks, now: now))
+        case .clicks1m: return Double(f.clicks.count(since: now.minus(milliseconds: 60_000)))
+        case .priceHovers5m: return Double(f.priceHovers.count(since: now.minus(milliseconds: 300_000)))
+        case .priceHovers: return Double(f.priceHoversSession)
+        case .searches: return Double(f.searches)
+        case .zeroResultSearches: return Double(f.zeroResultSearches)
+        case .exitIntent: return b(page.path != nil && f.lastExitIntent != .never && f.lastExitIntent >= page.since)
+        case .exitIntents: return Double(f.exitIntents)
+        case .chatMessages: return Double(f.chatMessages)
+        case .chatSentiment: return Double(f.lastSentiment)
+        case .chatSentimentMin: return Double(f.minSentiment)
+        case .negativeMessages: return Double(f.negativeMessages)
+        case .humanChat: return b(f.lastAgentChatStart != .never && f.lastAgentChatStart > f.lastChatEnd)
+        case .offersShown: return Double(f.offersShown)
+        case .offersAccepted: return Double(f.offersAccepted)
+        case .offersDismissed: return Double(f.offersDismissed)
+        }
+    }
+
+    /// Three clicks on one element within 2 s among the latest four, the last within a minute.
+    static func rage(_ clicks: Recent4, now: Tick) -> Bool {
+        var entries: [(Tick, UInt32)] = []
+        entries.reserveCapacity(4)
+        clicks.forEach { entries.append(($0, $1)) }
+        for (tick, tag) in entries where tick >= now.minus(milliseconds: 60_000) {
+            let burst = entries.filter { $0.1 == tag && $0.0 <= tick && $0.0 >= tick.minus(milliseconds: 2_000) }.count
+            if burst >= 3 { return true }
+        }
+        return false
+    }
+
+    /// The catalogue as Markdown (`docs/FEATURES.md`).
+    public static func catalogue(intents: [(name: String, description: String)]) -> String {
+        var out = """
+            # Feature catalogue
+
+            Generated by `beckon features --markdown` from `Sources/BeckonCore/Features.swift`;
+            `FeatureCatalogueTests` fails when this file and the code disagree. Rules and the
+            intent model (`Rules/models/intent.yaml`) name features and intents exactly as below.
+
+            Time-dependent features are read at the visitor's latest event time, or at a timer's
+            due time. Windowed counts keep the latest four entries of their kind, so they read at
+            most 4; session counts keep totals. A session ends after 30 minutes without events
+            (`engine.session_gap`).
+
+            ## Features
+
+            | name | type | unit | meaning |
+            | --- | --- | --- | --- |
+
+            """
+        for feature in allCases {
+            out += "| `\(feature.rawValue)` | \(feature.kind.rawValue) | \(feature.unit) | \(feature.meaning) |\n"
+        }
+        out += """
+
+            ## Intents
+
+            Logistic models over the features above: score = 1 / (1 + e^−(bias + Σ weight × min(feature, cap))),
+            in [0, 1]. Weights and the reason for each are in `Rules/models/intent.yaml`.
+
+            | name | type | unit | meaning |
+            | --- | --- | --- | --- |
+
+            """
+        for intent in intents {
+            out += "| `\(intent.name)` | score | probability (0–1) | \(intent.description) |\n"
+        }
+        return out
+    }
+}
