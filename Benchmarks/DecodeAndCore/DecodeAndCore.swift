@@ -1,22 +1,35 @@
 // Broker-free micro-benchmarks of the hot path, over the simulator's realistic mix
-// (fixed seed): decode + validate, and the core (state, watermark, timers, rules).
-// Each iteration handles every message of the mix once; throughput = messages/iteration
-// × iterations/s. Run with `make bench`.
+// (fixed seed): decode + validate, and the core (state, features, intent scores,
+// watermark, timers, dwell rule) with 2,000, 100,000 and 1,000,000 distinct visitors.
+// Each iteration handles every message of its mix once; throughput = messages per
+// iteration × iterations/s. Run with `make bench`.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Benchmark
 import BeckonCore
+import Foundation
 
-let mix: [SimulatedMessage] = {
+func simulate(visitors: Int, badShare: Double = 0) -> [SimulatedMessage] {
     var c = Simulator.Configuration()
-    c.visitors = 2000
+    c.visitors = visitors
     c.seed = 7
-    c.badShare = 0.01
+    c.badShare = badShare
     return Simulator(c).messages()
-}()
-let broker = EventTime(milliseconds: mix.last!.timestamp)
-
-let decoded: [Event] = mix.compactMap { m in
-    try? EventDecoder().decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)).get()
 }
+
+func decodeAll(_ messages: [SimulatedMessage]) -> [Event] {
+    let decoder = EventDecoder()
+    return messages.compactMap { m in
+        try? decoder.decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)).get()
+    }
+}
+
+let mix = simulate(visitors: 2000, badShare: 0.01)
+let broker = EventTime(milliseconds: mix.last!.timestamp)
+let small = decodeAll(mix)
+nonisolated(unsafe) var medium: [Event] = decodeAll(simulate(visitors: 100_000))
+nonisolated(unsafe) var large: [Event] = decodeAll(simulate(visitors: 1_000_000))
 
 let rules = try! RuleSet.load(files: [("pay.yaml", """
     id: pay
@@ -29,27 +42,77 @@ let rules = try! RuleSet.load(files: [("pay.yaml", """
       message: hi
     """)]).get()
 
+let model: IntentModel = {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    let path = root + "/Rules/models/intent.yaml"
+    return try! IntentModel.load(file: path, text: String(contentsOfFile: path, encoding: .utf8)).get()
+}()
+
+/// glibc's malloc_trim (not in the Glibc module map).
+@_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
+
+func residentBytes() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+          let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+func runCore(_ events: [Event], _ benchmark: Benchmark) {
+    _ = mallocTrim(0)  // hand back what the previous iteration freed, so RSS growth is this run's
+    let before = residentBytes()
+    var p = PartitionProcessor(rules: rules, model: model)
+    var n = 0
+    benchmark.startMeasurement()
+    for e in events { n += p.process(e, arrivedAt: broker).count }
+    benchmark.stopMeasurement()
+    let visitors = p.visitorCount
+    benchmark.measurement(.custom("bytes per resident visitor", useScalingFactor: false), (residentBytes() - before) / max(visitors, 1))
+    benchmark.measurement(.custom("resident visitors", useScalingFactor: false), visitors)
+    blackHole(n)
+    blackHole(p)
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.throughput, .wallClock, .mallocCountTotal], maxDuration: .seconds(5), maxIterations: 1000)
 
     Benchmark("decode+validate (\(mix.count) msgs, \(mix.reduce(0) { $0 + $1.value.count } / mix.count) B avg)",
               configuration: .init(scalingFactor: .one)) { benchmark in
         let decoder = EventDecoder()
+        let values = mix.map(\.value), keys = mix.map(\.key), times = mix.map { EventTime(milliseconds: $0.timestamp) }
+        benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             var ok = 0
-            for m in mix {
-                if case .success = decoder.decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)) { ok += 1 }
+            for i in values.indices {
+                if case .success = decoder.decode(values[i], key: keys[i], brokerTime: times[i]) { ok += 1 }
             }
             blackHole(ok)
         }
     }
 
-    Benchmark("core: decoded events → state → timers → decisions (\(decoded.count) events)") { benchmark in
+    Benchmark("core: decoded events → state → features → scores → timers (2,000 visitors, \(small.count) events)") { benchmark in
         for _ in benchmark.scaledIterations {
-            var p = PartitionProcessor(rules: rules)
+            var p = PartitionProcessor(rules: rules, model: model)
             var n = 0
-            for e in decoded { n += p.process(e, arrivedAt: broker).count }
+            for e in small { n += p.process(e, arrivedAt: broker).count }
             blackHole(n)
         }
+    }
+
+    let big = Benchmark.Configuration(
+        metrics: [.throughput, .wallClock, .custom("bytes per resident visitor", useScalingFactor: false), .custom("resident visitors", useScalingFactor: false)],
+        maxDuration: .seconds(60), maxIterations: 3)
+
+    Benchmark("core: 100,000 visitors", configuration: big) { benchmark in
+        runCore(medium, benchmark)
+    }
+
+    Benchmark("core: 1,000,000 visitors", configuration: big) { benchmark in
+        runCore(large, benchmark)
+    }
+
+    Benchmark("event count per mix", configuration: .init(metrics: [.custom("events (100k visitors)", useScalingFactor: false), .custom("events (1M visitors)", useScalingFactor: false), .custom("visitor state stride, bytes", useScalingFactor: false)], maxIterations: 1)) { benchmark in
+        benchmark.measurement(.custom("events (100k visitors)", useScalingFactor: false), medium.count)
+        benchmark.measurement(.custom("events (1M visitors)", useScalingFactor: false), large.count)
+        benchmark.measurement(.custom("visitor state stride, bytes", useScalingFactor: false), PartitionProcessor.visitorStateStride)
     }
 }

@@ -43,6 +43,9 @@ public struct IntentModel: Sendable, Equatable {
 
     public static let empty = IntentModel(intents: [])
 
+    /// Scores are kept inline per visitor; a model may define at most this many intents.
+    public static let maximumIntents = 8
+
     /// Intents every model must define: the rules and analysts rely on them.
     public static let requiredIntents = ["needs_help", "abandonment_risk", "price_sensitivity", "frustration", "high_value"]
 
@@ -100,6 +103,9 @@ public struct IntentModel: Sendable, Equatable {
             }
             let description = try fields["description"].map { (n) throws(SourceError) in try reader.string(n, what: "description") } ?? ""
             intents.append(Intent(name: name, description: description, bias: bias, terms: terms))
+        }
+        if intents.count > maximumIntents {
+            throw reader.error(intentsNode, "the intent model defines \(intents.count) intents; at most \(maximumIntents) are supported")
         }
         for required in requiredIntents where !intents.contains(where: { $0.name == required }) {
             throw reader.error(intentsNode, "the intent model must define '\(required)' (required: \(requiredIntents.joined(separator: ", ")))")

@@ -13,9 +13,9 @@ public struct EngineConfiguration: Sendable, Equatable {
 /// Counters of one partition's processing.
 public struct ProcessorStatistics: Sendable, Equatable {
     public var events = 0
-    /// Events behind the watermark: processed, and counted here.
+    /// Events behind the watermark: counted here, and not applied.
     public var lateEvents = 0
-    /// Events older than the visitor's current page view; ignored for page state.
+    /// Page events older than the visitor's latest page event; ignored for page state.
     public var outOfOrderPageEvents = 0
     public var timersFired = 0
     public var decisions = 0
@@ -24,69 +24,180 @@ public struct ProcessorStatistics: Sendable, Equatable {
     public var duplicateEvents = 0
 }
 
-/// The last few event ids of a visitor, as 64-bit hashes, kept inline (no allocation).
-struct RecentEventIDs: Sendable {
-    static let capacity = 8
-    private var hashes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-    private var next: UInt8 = 0
-
-    static func hash(_ id: String) -> UInt64 {
+/// FNV-1a, 64 bits, never 0.
+@inline(__always) func fnv64(_ s: String) -> UInt64 {
+    var s = s
+    return s.withUTF8 { bytes in
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in id.utf8 {
+        for byte in bytes {
             h ^= UInt64(byte)
             h &*= 0x100_0000_01B3
         }
-        return h | 1  // never 0, which marks an empty slot
+        return h | 1
     }
+}
+
+/// The last few event ids of a visitor, as 32-bit hashes, kept inline (no allocation).
+struct RecentEventIDs: Sendable {
+    static let capacity = 8
+    private var hashes: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var next: UInt8 = 0
+
+    static func hash(_ id: String) -> UInt64 { fnv64(id) }
+
+    @inline(__always) static func short(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash ^ (hash >> 32)) | 1 }
 
     func contains(_ hash: UInt64) -> Bool {
-        withUnsafeBytes(of: hashes) { raw in raw.bindMemory(to: UInt64.self).contains(hash) }
+        let h = Self.short(hash)
+        return withUnsafeBytes(of: hashes) { raw in raw.bindMemory(to: UInt32.self).contains(h) }
     }
 
     mutating func insert(_ hash: UInt64) {
         let slot = Int(next)
-        withUnsafeMutableBytes(of: &hashes) { raw in raw.bindMemory(to: UInt64.self)[slot] = hash }
+        let h = Self.short(hash)
+        withUnsafeMutableBytes(of: &hashes) { raw in raw.bindMemory(to: UInt32.self)[slot] = h }
         next = (next + 1) % UInt8(Self.capacity)
     }
 }
 
-/// Everything Beckon knows about one visitor, kept small.
+/// Intent scores in the model's order, inline (a model has at most `IntentModel.maximumIntents`).
+typealias IntentScores = SIMD8<Float>
+
+/// Everything Beckon knows about one visitor, kept small and free of per-event objects.
 struct VisitorState: Sendable {
+    var visitorID: String
     var channel: String
     var userID: String?
     var lastEventTime: EventTime
     var pagePath: String?
     var pageSince: EventTime
     var pageEventID: String
-    var pageHash: UInt32 = 0
-    var pageClass: PageClass = .other
     /// (time, id hash) of the latest page event applied: page events apply in this order.
-    var lastPageEvent: (EventTime, UInt64) = (EventTime(milliseconds: .min), 0)
-    /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
-    var pageGeneration: UInt32 = 0
-    var pendingDwellTimers: UInt16 = 0
-    /// The latest due time of this visitor's dwell timers; the session-end check waits for it.
-    var latestDwellDue: EventTime = EventTime(milliseconds: .min)
+    var lastPageTime = EventTime(milliseconds: .min)
+    var lastPageID: UInt64 = 0
+    var latestDwellDue = EventTime(milliseconds: .min)
     /// Rules (bit per rule index < 64) already settled for the current page view, fired or
     /// outranked, so a dwell is decided once whether its timer or the departure comes first.
     var settledRules: UInt64 = 0
-    var sessionTimerPending = false
-    var recentEventIDs = RecentEventIDs()
-    var features = VisitorFeatures()
-    /// Intent scores in the model's order, recomputed after every event applied.
-    var scores: [Float] = []
-    /// Events held until the watermark passes them, applied then in event-time order:
-    /// page events (the page track is order-dependent) and events that would open a new
-    /// session (a late event may still fill the gap). Usually empty.
-    var held: [Event] = []
-
     /// Settled rules with an index of 64 or more (rare: large rule sets).
     var settledOverflow: [Int] = []
+    var pageHash: UInt32 = 0
+    /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
+    var pageGeneration: UInt32 = 0
+    var pendingDwellTimers: UInt16 = 0
+    /// Events of this visitor waiting in the held queue.
+    var heldCount: UInt16 = 0
+    var pageClass: PageClass = .other
+    var sessionTimerPending = false
+    var recentEventIDs = RecentEventIDs()
+    var scores = IntentScores()
+    var features = VisitorFeatures()
+
+    static let vacant = VisitorState(
+        visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0), pagePath: nil,
+        pageSince: EventTime(milliseconds: 0), pageEventID: "")
 
     func settled(_ rule: Int) -> Bool { rule < 64 ? settledRules & (1 << UInt64(rule)) != 0 : settledOverflow.contains(rule) }
     mutating func settle(_ rule: Int) { if rule < 64 { settledRules |= 1 << UInt64(rule) } else { settledOverflow.append(rule) } }
 
     var page: PageContext { PageContext(path: pagePath, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
+}
+
+/// Visitors by id, in slots of one array: one hash lookup per event, state mutated in place.
+struct VisitorTable: Sendable {
+    private var index: [String: Int32] = [:]
+    private(set) var states: ContiguousArray<VisitorState> = []
+    /// Bumped when a slot is reused, so timers of an evicted visitor are recognised.
+    private(set) var epochs: ContiguousArray<UInt32> = []
+    private var free: [Int32] = []
+
+    var count: Int { index.count }
+
+    func slot(of visitorID: String) -> Int32? { index[visitorID] }
+
+    mutating func insert(_ state: VisitorState) -> Int32 {
+        let slot: Int32
+        if let reused = free.popLast() {
+            slot = reused
+            states[Int(slot)] = state
+            epochs[Int(slot)] &+= 1
+        } else {
+            slot = Int32(states.count)
+            states.append(state)
+            epochs.append(0)
+        }
+        index[state.visitorID] = slot
+        return slot
+    }
+
+    mutating func remove(_ slot: Int32) {
+        index[states[Int(slot)].visitorID] = nil
+        states[Int(slot)] = .vacant
+        free.append(slot)
+    }
+
+    /// Moves a visitor's state out (no copy, no reference counting) for mutation.
+    mutating func take(_ slot: Int32) -> VisitorState {
+        var state = VisitorState.vacant
+        swap(&state, &states[Int(slot)])
+        return state
+    }
+
+    mutating func put(_ state: consuming VisitorState, _ slot: Int32) {
+        var state = state
+        swap(&state, &states[Int(slot)])
+    }
+
+    subscript(slot: Int32) -> VisitorState { states[Int(slot)] }
+}
+
+/// Events held until the watermark passes them, released in event-time order: page
+/// events (the page track depends on order) and events that would open a new session.
+struct HeldQueue: Sendable {
+    struct Entry: Sendable {
+        var event: Event
+        var idHash: UInt64
+        var slot: Int32
+        var epoch: UInt32
+
+        static func precedes(_ a: Entry, _ b: Entry) -> Bool {
+            if a.event.time != b.event.time { return a.event.time < b.event.time }
+            if a.idHash != b.idHash { return a.idHash < b.idHash }
+            return a.slot < b.slot
+        }
+    }
+
+    private var heap: [Entry] = []
+    var count: Int { heap.count }
+    var next: Entry? { heap.first }
+
+    mutating func push(_ entry: Entry) {
+        heap.append(entry)
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard Entry.precedes(heap[i], heap[parent]) else { break }
+            heap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let first = heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < heap.count, Entry.precedes(heap[l], heap[smallest]) { smallest = l }
+            if r < heap.count, Entry.precedes(heap[r], heap[smallest]) { smallest = r }
+            if smallest == i { break }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+        return first
+    }
 }
 
 /// The event-time engine for one Kafka partition: visitor state, features, intent scores,
@@ -95,47 +206,53 @@ struct VisitorState: Sendable {
 /// Pure and deterministic: it reads no clock; the runtime passes the wall-clock time.
 /// The same events in the same order yield the same decisions with the same ids; and any
 /// arrival order of events within the allowed lateness yields the same features, scores
-/// and timer firings (see `held`).
+/// and timer firings (see `HeldQueue`).
 public struct PartitionProcessor: Sendable {
     public let configuration: EngineConfiguration
     public private(set) var rules: RuleSet
     public let model: IntentModel
     public private(set) var watermark: Watermark
     public private(set) var statistics = ProcessorStatistics()
-    private var visitors: [String: VisitorState] = [:]
+    private var visitors = VisitorTable()
     /// Visits of visitors whose state was evicted, by visitor hash: (visits, day last seen).
     private var returning: [UInt64: UInt32] = [:]
     private var timers = TimerQueue()
+    private var held = HeldQueue()
     private var pageClasses: [String: PageClass] = [:]
-    private let modelFeatures: [Feature]
+    /// Rules whose page glob matches, per path (cached: globs are matched once per path).
+    private var dwellRules: [String: [Int32]] = [:]
 
     public init(rules: RuleSet, model: IntentModel = .empty, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
         self.model = model
-        self.modelFeatures = model.features
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
     }
 
     public var visitorCount: Int { visitors.count }
 
+    /// Inline size of one visitor's state (the index adds its key and slack).
+    public static var visitorStateStride: Int { MemoryLayout<VisitorState>.stride }
+
     /// Rule timers that have not fired yet (stale ones included until they are popped).
     public private(set) var pendingRuleTimers = 0
 
     /// Events held until the watermark passes them (page events, session openers).
-    public private(set) var heldEvents = 0
+    public var heldEvents: Int { held.count }
 
     /// A visitor's features at its latest event time (nil if the visitor is not in memory).
     public func features(of visitorID: String) -> [Feature: Double]? {
-        guard let v = visitors[visitorID] else { return nil }
+        guard let slot = visitors.slot(of: visitorID) else { return nil }
+        let v = visitors[slot]
         let now = Tick(v.lastEventTime)
         return Dictionary(uniqueKeysWithValues: Feature.allCases.map { ($0, $0.value(v.features, page: v.page, now: now)) })
     }
 
     /// A visitor's intent scores, in the model's order, as of its latest applied event.
     public func scores(of visitorID: String) -> [(String, Double)]? {
-        guard let v = visitors[visitorID] else { return nil }
-        return zip(model.intents, v.scores).map { ($0.name, Double($1)) }
+        guard let slot = visitors.slot(of: visitorID) else { return nil }
+        let scores = visitors[slot].scores
+        return model.intents.indices.map { (model.intents[$0].name, Double(scores[$0])) }
     }
 
     /// Applies one event and returns the decisions it (or the watermark it moved) caused.
@@ -146,53 +263,53 @@ public struct PartitionProcessor: Sendable {
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
-        var visitor = visitors[event.visitorID] ?? newVisitor(event)
+        let slot = visitors.slot(of: event.visitorID) ?? visitors.insert(newVisitor(event))
+        var visitor = visitors.take(slot)
         if visitor.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
+            visitors.put(visitor, slot)
             return []
         }
         visitor.recentEventIDs.insert(idHash)
         let late = watermark.isLate(event.time)
         watermark.observe(event.time, arrivedAt: wallNow)
-        if let userID = event.userID { visitor.userID = userID }
-        visitor.channel = event.channel
+        if let userID = event.userID, userID != visitor.userID { visitor.userID = userID }
+        if event.channel != visitor.channel { visitor.channel = event.channel }
         var settled: [Decision] = []
         if late {
             statistics.lateEvents += 1
         } else if event.type.isPageEvent || event.time > visitor.lastEventTime + configuration.sessionGap {
-            let key = (event.time, idHash)
-            let at = visitor.held.firstIndex { ($0.time, RecentEventIDs.hash($0.id)) > key } ?? visitor.held.endIndex
-            visitor.held.insert(event, at: at)
-            heldEvents += 1
-            timers.schedule(VisitorTimer(due: event.time, visitorID: event.visitorID, kind: .release))
+            held.push(HeldQueue.Entry(event: event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)]))
+            visitor.heldCount += 1
         } else {
-            settled = apply(event, idHash: idHash, to: &visitor, wallNow: wallNow)
+            settled = apply(event, idHash: idHash, to: &visitor, slot: slot, wallNow: wallNow)
         }
         if !visitor.sessionTimerPending {
             visitor.sessionTimerPending = true
-            timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, visitorID: event.visitorID, kind: .sessionEnd))
+            timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .sessionEnd))
         }
-        visitors[event.visitorID] = visitor
+        visitors.put(visitor, slot)
         statistics.decisions += settled.count
-        return settled + fireDueTimers(wallNow: wallNow)
+        let fired = fireDueTimers(wallNow: wallNow)
+        return settled.isEmpty ? fired : settled + fired
     }
 
     private mutating func newVisitor(_ event: Event) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
-        var v = VisitorState(channel: event.channel, userID: event.userID, lastEventTime: event.time, pagePath: nil,
-                             pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
-        if let memory = returning.removeValue(forKey: RecentEventIDs.hash(event.visitorID)) {
+        var v = VisitorState(visitorID: event.visitorID, channel: event.channel, userID: event.userID, lastEventTime: event.time,
+                             pagePath: nil, pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
+        if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
         }
         return v
     }
 
-    /// Applies an event to the visitor's state in event-time order (the caller holds page
-    /// events and session-opening events until the watermark passes them).
-    private mutating func apply(_ event: Event, idHash: UInt64, to visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+    /// Applies an event to the visitor's state, in event-time order for page events and
+    /// session openers (they come through the held queue).
+    private mutating func apply(_ event: Event, idHash: UInt64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
         var settled: [Decision] = []
         if event.time > visitor.lastEventTime + configuration.sessionGap {
-            settled = settleDwell(event.visitorID, &visitor, leavingAt: visitor.lastEventTime + configuration.sessionGap, wallNow: wallNow)
+            settled = settleDwell(&visitor, slot: slot, leavingAt: visitor.lastEventTime + configuration.sessionGap, wallNow: wallNow)
             leavePage(&visitor)
             visitor.features.startSession()
         }
@@ -202,22 +319,24 @@ public struct PartitionProcessor: Sendable {
         case .pageView, .pagePing:
             if let path = event.pagePath {
                 pageClass = classify(path)
-                if (event.time, idHash) < visitor.lastPageEvent {
+                if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
                     statistics.outOfOrderPageEvents += 1
                 } else {
-                    visitor.lastPageEvent = (event.time, idHash)
+                    visitor.lastPageTime = event.time
+                    visitor.lastPageID = idHash
                     if path != visitor.pagePath {
-                        settled += settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
-                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, visitorID: event.visitorID, visitor: &visitor)
+                        settled += settleDwell(&visitor, slot: slot, leavingAt: event.time, wallNow: wallNow)
+                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, slot: slot, visitor: &visitor)
                     }
                 }
             }
         case .pageHidden:
-            if (event.time, idHash) < visitor.lastPageEvent {
+            if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
                 statistics.outOfOrderPageEvents += 1
             } else {
-                visitor.lastPageEvent = (event.time, idHash)
-                settled += settleDwell(event.visitorID, &visitor, leavingAt: event.time, wallNow: wallNow)
+                visitor.lastPageTime = event.time
+                visitor.lastPageID = idHash
+                settled += settleDwell(&visitor, slot: slot, leavingAt: event.time, wallNow: wallNow)
                 leavePage(&visitor)
             }
         default:
@@ -236,14 +355,20 @@ public struct PartitionProcessor: Sendable {
         return pageClass
     }
 
+    private mutating func rulesMatching(_ path: String) -> [Int32] {
+        if let known = dwellRules[path] { return known }
+        let matching = rules.rules.indices.filter { rules.rules[$0].dwellPage.matches(path) }.map(Int32.init)
+        if dwellRules.count >= 50_000 { dwellRules.removeAll(keepingCapacity: true) }
+        dwellRules[path] = matching
+        return matching
+    }
+
     private func rescore(_ visitor: inout VisitorState) {
         guard !model.intents.isEmpty else { return }
         let now = Tick(visitor.lastEventTime)
         let page = visitor.page
-        let features = visitor.features
-        if visitor.scores.count != model.intents.count { visitor.scores = [Float](repeating: 0, count: model.intents.count) }
-        for (i, intent) in model.intents.enumerated() {
-            visitor.scores[i] = Float(intent.score { $0.value(features, page: page, now: now) })
+        for i in model.intents.indices {
+            visitor.scores[i] = Float(model.intents[i].score { $0.value(visitor.features, page: page, now: now) })
         }
     }
 
@@ -257,20 +382,18 @@ public struct PartitionProcessor: Sendable {
     /// A visitor leaves its page at `time`: dwells completed by then fire now, exactly as
     /// their timers would have (same event time, same id), so a replay that reads the
     /// departure before the watermark reaches the timer decides the same as a live run.
-    private mutating func settleDwell(_ visitorID: String, _ visitor: inout VisitorState, leavingAt time: EventTime, wallNow: EventTime) -> [Decision] {
+    private mutating func settleDwell(_ visitor: inout VisitorState, slot: Int32, leavingAt time: EventTime, wallNow: EventTime) -> [Decision] {
         guard let path = visitor.pagePath else { return [] }
         var decisions: [Decision] = []
         // Completed dwells grouped by the instant they completed: one prompt per instant.
         var byDue: [EventTime: [Int]] = [:]
-        for (index, rule) in rules.rules.enumerated()
-        where rule.dwellPage.matches(path) && visitor.pageSince + rule.dwellAtLeast <= time && !visitor.settled(index) {
-            byDue[visitor.pageSince + rule.dwellAtLeast, default: []].append(index)
+        for index in rulesMatching(path).map(Int.init) where visitor.pageSince + rules.rules[index].dwellAtLeast <= time && !visitor.settled(index) {
+            byDue[visitor.pageSince + rules.rules[index].dwellAtLeast, default: []].append(index)
         }
         for due in byDue.keys.sorted() {
             let winner = byDue[due]!.max { a, b in Self.ranks(rules.rules[a], below: rules.rules[b]) }!
             for rule in byDue[due]! { visitor.settle(rule) }
-            let timer = VisitorTimer(due: due, visitorID: visitorID, kind: .dwell(rule: winner, generation: visitor.pageGeneration))
-            if let decision = decide(timer, rule: winner, visitor: visitor, wallNow: wallNow) { decisions.append(decision) }
+            if let decision = decide(due: due, rule: winner, visitor: visitor, wallNow: wallNow) { decisions.append(decision) }
         }
         return decisions
     }
@@ -286,7 +409,7 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(wallNow: wallNow)
     }
 
-    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, visitorID: String, visitor: inout VisitorState) {
+    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, slot: Int32, visitor: inout VisitorState) {
         visitor.pagePath = path
         visitor.pageHash = VisitorFeatures.hash32(path)
         visitor.pageClass = pageClass
@@ -294,69 +417,74 @@ public struct PartitionProcessor: Sendable {
         visitor.pageEventID = eventID
         visitor.pageGeneration &+= 1
         visitor.settledRules = 0
-        visitor.settledOverflow.removeAll()
-        for (index, rule) in rules.rules.enumerated() where rule.dwellPage.matches(path) {
+        if !visitor.settledOverflow.isEmpty { visitor.settledOverflow.removeAll() }
+        for index in rulesMatching(path) {
+            let due = time + rules.rules[Int(index)].dwellAtLeast
             visitor.pendingDwellTimers += 1
             pendingRuleTimers += 1
-            visitor.latestDwellDue = max(visitor.latestDwellDue, time + rule.dwellAtLeast)
-            timers.schedule(VisitorTimer(
-                due: time + rule.dwellAtLeast, visitorID: visitorID,
-                kind: .dwell(rule: index, generation: visitor.pageGeneration)))
+            visitor.latestDwellDue = max(visitor.latestDwellDue, due)
+            timers.schedule(VisitorTimer(due: due, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .dwell(rule: index, generation: visitor.pageGeneration)))
         }
     }
 
+    /// Releases held events and fires timers that the watermark has passed, in event-time
+    /// order (a held event before a timer due at the same instant).
     private mutating func fireDueTimers(wallNow: EventTime) -> [Decision] {
         guard let now = watermark.current else { return [] }
         var decisions: [Decision] = []
-        // Firings due at the same instant for one visitor compete: one prompt at a time.
-        var batch: [(timer: VisitorTimer, rule: Int)] = []
-        func flush(_ batch: inout [(timer: VisitorTimer, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
-            guard !batch.isEmpty else { return }
+        // Dwell firings due at the same instant for one visitor compete: one prompt at a time.
+        var batch: [(due: EventTime, slot: Int32, rule: Int)] = []
+        func flush(_ batch: inout [(due: EventTime, slot: Int32, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
+            guard let first = batch.first else { return }
             let winner = batch.max { a, b in Self.ranks(processor.rules.rules[a.rule], below: processor.rules.rules[b.rule]) }!
-            if let visitor = processor.visitors[winner.timer.visitorID],
-               let decision = processor.decide(winner.timer, rule: winner.rule, visitor: visitor, wallNow: wallNow) {
+            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: processor.visitors[first.slot], wallNow: wallNow) {
                 decisions.append(decision)
             }
             batch.removeAll(keepingCapacity: true)
         }
-        while let timer = timers.popDue(atOrBefore: now) {
+        while true {
+            let nextHeld = held.next.map { $0.event.time }.flatMap { $0 <= now ? $0 : nil }
+            let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
+            if let heldTime = nextHeld, nextTimer.map({ heldTime <= $0 }) ?? true {
+                flush(&batch, into: &decisions, processor: &self)
+                let entry = held.pop()!
+                guard visitors.epochs[Int(entry.slot)] == entry.epoch else { continue }
+                var visitor = visitors.take(entry.slot)
+                visitor.heldCount -= 1
+                decisions += apply(entry.event, idHash: entry.idHash, to: &visitor, slot: entry.slot, wallNow: wallNow)
+                visitors.put(visitor, entry.slot)
+                continue
+            }
+            guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
             statistics.timersFired += 1
-            if let last = batch.last?.timer, last.due != timer.due || last.visitorID != timer.visitorID || timer.kind == .sessionEnd {
+            if let last = batch.last, last.due != timer.due || last.slot != timer.slot || timer.kind == .sessionEnd {
                 flush(&batch, into: &decisions, processor: &self)
             }
+            guard visitors.epochs[Int(timer.slot)] == timer.epoch else { continue }
             switch timer.kind {
             case .dwell(let rule, let generation):
-                guard var visitor = visitors[timer.visitorID] else { continue }
+                var visitor = visitors.take(timer.slot)
                 visitor.pendingDwellTimers -= 1
                 pendingRuleTimers -= 1
-                if generation == visitor.pageGeneration && !visitor.settled(rule) {
-                    visitor.settle(rule)
-                    batch.append((timer, rule))
+                if generation == visitor.pageGeneration && !visitor.settled(Int(rule)) {
+                    visitor.settle(Int(rule))
+                    batch.append((timer.due, timer.slot, Int(rule)))
                 }
-                visitors[timer.visitorID] = visitor
-            case .release:
-                guard var visitor = visitors[timer.visitorID] else { continue }
-                flush(&batch, into: &decisions, processor: &self)
-                while let first = visitor.held.first, first.time <= now {
-                    visitor.held.removeFirst()
-                    heldEvents -= 1
-                    let settled = apply(first, idHash: RecentEventIDs.hash(first.id), to: &visitor, wallNow: wallNow)
-                    decisions += settled
-                }
-                visitors[timer.visitorID] = visitor
+                visitors.put(visitor, timer.slot)
             case .sessionEnd:
-                guard var visitor = visitors[timer.visitorID] else { continue }
+                let visitor = visitors[timer.slot]
                 let end = visitor.lastEventTime + configuration.sessionGap
-                if end <= now && visitor.pendingDwellTimers == 0 && visitor.held.isEmpty {
-                    visitors[timer.visitorID] = nil
-                    returning[RecentEventIDs.hash(timer.visitorID)] = UInt32(visitor.features.visits) << 16
+                if end <= now && visitor.pendingDwellTimers == 0 && visitor.heldCount == 0 {
+                    returning[fnv64(visitor.visitorID)] = UInt32(visitor.features.visits) << 16
                         | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
+                    visitors.remove(timer.slot)
                     statistics.evictedVisitors += 1
                 } else {
-                    // Check again when the session may have ended and every dwell timer has fired.
-                    let next = max(end, visitor.latestDwellDue, visitor.held.first?.time ?? end, timer.due + Millis(1))
-                    timers.schedule(VisitorTimer(due: next, visitorID: timer.visitorID, kind: .sessionEnd))
-                    visitors[timer.visitorID] = visitor
+                    // Check again when the session may have ended, every dwell timer has fired
+                    // and the held events (at most the lateness ahead) have been applied.
+                    let heldBound = visitor.heldCount > 0 ? now + configuration.allowedLateness + Millis(1) : end
+                    let next = max(end, visitor.latestDwellDue, heldBound, timer.due + Millis(1))
+                    timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
                 }
             }
         }
@@ -365,15 +493,16 @@ public struct PartitionProcessor: Sendable {
         return decisions
     }
 
-    private func decide(_ timer: VisitorTimer, rule index: Int, visitor: VisitorState, wallNow: EventTime) -> Decision? {
+    private func decide(due: EventTime, rule index: Int, visitor: VisitorState, wallNow: EventTime) -> Decision? {
         guard let path = visitor.pagePath else { return nil }
         let rule = rules.rules[index]
         return Decision(
-            id: Decision.makeID(visitorID: timer.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
-            visitorID: timer.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
-            ruleVersion: rule.version, intent: zip(model.intents, visitor.scores).map { ($0.name, (Double($1) * 1000).rounded() / 1000) },
+            id: Decision.makeID(visitorID: visitor.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
+            visitorID: visitor.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
+            ruleVersion: rule.version,
+            intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
             reason: "on \(path)\(rule.dwellPage.pattern == path ? "" : " (matches \(rule.dwellPage))") for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
-            payload: rule.payload, channel: visitor.channel, eventTime: timer.due, decidedAt: wallNow,
-            expiresAt: timer.due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)
+            payload: rule.payload, channel: visitor.channel, eventTime: due, decidedAt: wallNow,
+            expiresAt: due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)
     }
 }

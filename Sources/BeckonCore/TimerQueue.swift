@@ -1,32 +1,32 @@
-/// A pending event-time timer for one visitor.
+/// A pending event-time timer for one visitor (by slot in the visitor table).
 public struct VisitorTimer: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         /// A dwell rule (index into the rule set) for the page view with this generation.
-        case dwell(rule: Int, generation: UInt32)
+        case dwell(rule: Int32, generation: UInt32)
         /// Check whether the visitor's session has ended and its state can go.
         case sessionEnd
-        /// Apply the visitor's held events up to the watermark.
-        case release
     }
 
     public var due: EventTime
-    public var visitorID: String
+    /// The visitor's slot, and the slot's epoch when the timer was set (a reused slot
+    /// belongs to another visitor: its old timers are then ignored).
+    public var slot: Int32
+    public var epoch: UInt32
     public var kind: Kind
 
-    /// Deterministic order: by due time, then visitor, then kind.
+    /// Deterministic order: by due time, then slot, then kind.
     static func precedes(_ a: VisitorTimer, _ b: VisitorTimer) -> Bool {
         if a.due != b.due { return a.due < b.due }
-        if a.visitorID != b.visitorID { return a.visitorID < b.visitorID }
+        if a.slot != b.slot { return a.slot < b.slot }
         return a.kind.order < b.kind.order
     }
 }
 
 extension VisitorTimer.Kind {
-    fileprivate var order: (Int, Int, UInt32) {
+    fileprivate var order: (Int, Int32, UInt32) {
         switch self {
-        case .release: return (0, 0, 0)
-        case .dwell(let rule, let generation): return (1, rule, generation)
-        case .sessionEnd: return (2, 0, 0)
+        case .dwell(let rule, let generation): return (0, rule, generation)
+        case .sessionEnd: return (1, 0, 0)
         }
     }
 }
