@@ -21,6 +21,8 @@ public struct BeckonConfiguration: Sendable, Equatable {
     public var batchSize = 5000
     /// Longest wait for the first message of a batch.
     public var pollTimeout = Millis(100)
+    /// Where `beckon run` serves Prometheus metrics (`GET /metrics`); empty: nowhere.
+    public var metricsListen = "127.0.0.1:9464"
 
     public init() {}
 
@@ -38,6 +40,7 @@ public struct BeckonConfiguration: Sendable, Equatable {
         ("engine.session_gap", "inactivity that ends a session (default 30m)"),
         ("run.batch_size", "most messages between two output flushes and offset commits (default 5000)"),
         ("run.poll_timeout", "longest wait for the first message of a batch (default 100ms)"),
+        ("metrics.listen", "host:port where `beckon run` serves Prometheus metrics at /metrics; empty to disable (default 127.0.0.1:9464)"),
     ]
 
     /// A configuration problem: which key, from where, and why.
@@ -113,6 +116,11 @@ public struct BeckonConfiguration: Sendable, Equatable {
         case "engine.session_gap": engine.sessionGap = try duration()
         case "run.batch_size": batchSize = try positive()
         case "run.poll_timeout": pollTimeout = try duration()
+        case "metrics.listen":
+            if !value.isEmpty, value.split(separator: ":", omittingEmptySubsequences: false).count != 2 || UInt16(value.split(separator: ":").last ?? "") == nil {
+                throw Error(key: key, source: source, message: "'\(value)' is not host:port such as 127.0.0.1:9464 (empty disables metrics)")
+            }
+            metricsListen = value
         default:
             let names = Self.keys.map(\.key)
             let hint = names.min { editDistance(key, $0) < editDistance(key, $1) }.flatMap { editDistance(key, $0) <= 3 ? "; did you mean '\($0)'?" : nil }

@@ -1,6 +1,7 @@
 import BeckonCore
 import BeckonKafka
 import BeckonPostgres
+import CoreMetrics
 import Foundation
 import Logging
 import Synchronization
@@ -26,6 +27,10 @@ public struct RunSummary: Sendable, Equatable {
     public var deadLettersByReason: [String: Int] = [:]
     public var commits = 0
     public var outputRetries = 0
+    /// Times consumption was paused because outputs could not be made durable.
+    public var outages = 0
+    /// True while paused by an outage.
+    public var paused = false
 }
 
 /// What a flush writes: decisions and dead letters, made durable before offsets move.
@@ -34,7 +39,31 @@ struct PendingOutputs {
     var deadLetters: [(DeadLetter, payload: [UInt8], key: [UInt8]?)] = []
     /// Next offset to commit per partition once the outputs above are durable.
     var offsets: [TopicPartition: Int64] = [:]
+    /// How many of the decisions and dead letters above (a prefix: new ones are appended)
+    /// Kafka has acknowledged; a retry after a PostgreSQL failure does not send them again,
+    /// so an outage adds no duplicates to the topics.
+    var sentDecisions = 0
+    var sentDeadLetters = 0
     var isEmpty: Bool { decisions.isEmpty && deadLetters.isEmpty && offsets.isEmpty }
+
+    /// Drops what was derived from `partitions` (revoked: their next owner re-derives it).
+    mutating func drop(_ partitions: [TopicPartition]) {
+        let numbers = Set(partitions.map(\.partition))
+        sentDecisions = decisions.prefix(sentDecisions).filter { !numbers.contains($0.1.partition) }.count
+        decisions.removeAll { numbers.contains($0.1.partition) }
+        sentDeadLetters = deadLetters.prefix(sentDeadLetters).filter { !numbers.contains($0.0.partition) }.count
+        deadLetters.removeAll { numbers.contains($0.0.partition) }
+        offsets = offsets.filter { !partitions.contains($0.key) }
+    }
+}
+
+/// An output outage: PostgreSQL (or Kafka) is not taking writes. Consumption is paused.
+struct Outage {
+    var since: EventTime
+    var nextRetry: EventTime
+    var delaySeconds: Double
+    var failing: String
+    var attempts: Int
 }
 
 /// State of one assigned partition.
@@ -67,6 +96,8 @@ public final class Pipeline: @unchecked Sendable {
     private var producer: KafkaProducer?
     private var database: PostgresConnection?
     private var rulesStored = false
+    private var outage: Outage?
+    private let metrics: PipelineMetrics
     private let summaryBox = Mutex(RunSummary())
     private let onDecision: (@Sendable (Decision) -> Void)?
 
@@ -75,8 +106,10 @@ public final class Pipeline: @unchecked Sendable {
     ///   - onDecision: called for each decision once it is durable.
     public init(
         configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, logger: Logger,
+        metrics: any MetricsFactory = MetricsSystem.factory,
         now: @escaping @Sendable () -> EventTime = wallClockNow, onDecision: (@Sendable (Decision) -> Void)? = nil
     ) {
+        self.metrics = PipelineMetrics(factory: metrics)
         self.configuration = configuration
         self.rules = rules
         self.model = model
@@ -123,7 +156,7 @@ public final class Pipeline: @unchecked Sendable {
                 lanes[partition] = lane
                 append(decisions, partition: partition)
             }
-            try flush(stop: stop)
+            try flushOrPause()
             if wallNow - lastProgressLog >= .seconds(10) {
                 lastProgressLog = wallNow
                 let s = summary
@@ -131,7 +164,7 @@ public final class Pipeline: @unchecked Sendable {
             }
             if case .drained = exit, isDrained { break }
         }
-        try flush(stop: nil)
+        try finalFlush()
         logger.info("stopped", metadata: ["beckon.events": "\(summary.eventsIn)", "beckon.decisions": "\(summary.decisions)"])
     }
 
@@ -184,6 +217,7 @@ public final class Pipeline: @unchecked Sendable {
         let key = message.key.map { String(decoding: $0, as: UTF8.self) }
         let result = decoder.decode(message.value, key: key, brokerTime: message.timestamp.map { EventTime(milliseconds: $0) })
         summaryBox.withLock { $0.eventsIn += 1 }
+        metrics.events.increment()
         switch result {
         case .success(let event):
             let before = lane.processor.statistics
@@ -194,6 +228,8 @@ public final class Pipeline: @unchecked Sendable {
                     $0.lateEvents += after.lateEvents - before.lateEvents
                     $0.duplicateEvents += after.duplicateEvents - before.duplicateEvents
                 }
+                metrics.lateEvents.increment(by: after.lateEvents - before.lateEvents)
+                metrics.duplicateEvents.increment(by: after.duplicateEvents - before.duplicateEvents)
             }
         case .failure(let failure):
             let letter = DeadLetter(
@@ -201,6 +237,7 @@ public final class Pipeline: @unchecked Sendable {
                 failure: failure, payloadBytes: message.value.count)
             pending.deadLetters.append((letter, message.value, message.key))
             summaryBox.withLock { $0.deadLetters += 1; $0.deadLettersByReason[failure.code, default: 0] += 1 }
+            metrics.deadLetter(reason: failure.code)
             logger.debug("dead letter", metadata: ["beckon.partition": "\(message.partition)", "beckon.offset": "\(message.offset)", "beckon.reason": "\(failure)"])
         }
         lanes[message.partition] = lane
@@ -213,38 +250,74 @@ public final class Pipeline: @unchecked Sendable {
         }
     }
 
-    /// Makes pending outputs durable (Kafka acknowledged, PostgreSQL committed), then commits offsets.
-    /// Retries transient failures until they pass or `stop` is set; nothing is committed before.
-    private func flush(stop: StopSignal?) throws {
-        guard !pending.isEmpty, let producer, let consumer, let database else { return }
-        var delay = 0.25
-        while true {
-            do {
-                try writeOutputs(producer: producer, database: database)
-                break
-            } catch {
-                // Only a transient failure is retried; anything else stops the run uncommitted.
-                let failing: String
-                switch error {
-                case let e as PostgresError where e.isRetriable: failing = "PostgreSQL unavailable"
-                case let e as KafkaError where e.isRetriable: failing = "Kafka delivery failed"
-                default: throw error
-                }
-                if stop?.isSet == true { throw error }
-                logger.warning("\(failing); holding offsets and retrying in \(delay) s", metadata: ["beckon.error": "\(error)"])
-                summaryBox.withLock { $0.outputRetries += 1 }
-                Thread.sleep(forTimeInterval: delay)
-                delay = min(delay * 2, 5)
-                if error is PostgresError { try? database.reset() }
+    /// Makes pending outputs durable (Kafka acknowledged, PostgreSQL committed), then
+    /// commits offsets. On a transient failure, pauses every assigned partition (state is
+    /// kept, nothing more is read, nothing is committed) and retries with backoff from the
+    /// main loop, which keeps polling so the group membership stays alive; resumes once
+    /// the outputs are durable.
+    private func flushOrPause() throws {
+        if let outage, now() < outage.nextRetry { return }
+        let wasDown = outage
+        if try attemptFlush() {
+            if let wasDown {
+                outage = nil
+                let partitions = lanes.keys.sorted().map { TopicPartition(configuration.eventsTopic, $0) }
+                try? consumer?.resume(partitions)
+                summaryBox.withLock { $0.paused = false }
+                metrics.paused.record(0)
+                logger.notice("\(wasDown.failing) again after \(Double((now() - wasDown.since).value) / 1000) s; outputs durable, offsets committed, consumption resumed", metadata: [
+                    "beckon.attempts": "\(wasDown.attempts)",
+                ])
             }
+            return
         }
-        try consumer.commit(pending.offsets)
+        let wallNow = now()
+        if var current = outage {
+            current.attempts += 1
+            current.delaySeconds = min(current.delaySeconds * 2, 10)
+            current.nextRetry = wallNow + Millis(Int64(current.delaySeconds * 1000))
+            outage = current
+            logger.warning("\(current.failing) still; retry \(current.attempts) in \(current.delaySeconds) s", metadata: [
+                "beckon.down_for_s": "\(Double((wallNow - current.since).value) / 1000)",
+            ])
+        }
+    }
+
+    /// One attempt. Returns false (and starts or continues an outage) on a transient failure.
+    private func attemptFlush() throws -> Bool {
+        guard !pending.isEmpty, let producer, let consumer, let database else { return true }
+        do {
+            try writeOutputs(producer: producer, database: database)
+            try consumer.commit(pending.offsets)
+        } catch {
+            let failing: String
+            switch error {
+            case let e as PostgresError where e.isRetriable: failing = "PostgreSQL unavailable"
+            case let e as KafkaError where e.isRetriable: failing = "Kafka not acknowledging"
+            default: throw error
+            }
+            summaryBox.withLock { $0.outputRetries += 1 }
+            if error is PostgresError { try? database.reset() }
+            if outage == nil {
+                let partitions = lanes.keys.sorted().map { TopicPartition(configuration.eventsTopic, $0) }
+                try? consumer.pause(partitions)
+                outage = Outage(since: now(), nextRetry: now() + Millis(500), delaySeconds: 0.5, failing: failing, attempts: 1)
+                summaryBox.withLock { $0.outages += 1; $0.paused = true }
+                metrics.outages.increment()
+                metrics.paused.record(1)
+                logger.error("\(failing): paused consumption of partitions \(partitions.map(\.partition)); holding \(pending.decisions.count) decisions and \(pending.deadLetters.count) dead letters in memory, committing nothing past what is durable; retrying with backoff", metadata: [
+                    "beckon.error": "\(error)",
+                ])
+            }
+            return false
+        }
         let decisions = pending.decisions.map(\.0)
         summaryBox.withLock { s in
             s.commits += 1
             s.decisions += decisions.count
             for d in decisions { s.decisionsByActionAndRule["\(d.action.rawValue) \(d.ruleID)", default: 0] += 1 }
         }
+        for d in decisions { metrics.decision(action: d.action.rawValue, rule: d.ruleID) }
         for decision in decisions {
             logger.debug("decision \(decision.action.rawValue) for \(decision.visitorID): \(decision.reason)", metadata: [
                 "beckon.rule": "\(decision.ruleID)", "beckon.decision_id": "\(decision.id)", "beckon.channel": "\(decision.channel)",
@@ -252,16 +325,30 @@ public final class Pipeline: @unchecked Sendable {
             onDecision?(decision)
         }
         pending = PendingOutputs()
+        return true
+    }
+
+    /// On stop: keep trying for a few seconds, then leave the rest uncommitted (it is
+    /// re-derived on the next start: deterministic ids make that exact).
+    private func finalFlush() throws {
+        let deadline = now() + .seconds(6)
+        while !(try attemptFlush()) {
+            if now() >= deadline {
+                logger.error("stopping with \(pending.decisions.count) decisions not yet durable: their events stay uncommitted and are processed again on the next start")
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
     }
 
     private func writeOutputs(producer: KafkaProducer, database: PostgresConnection) throws {
         var messages: [OutgoingMessage] = []
-        for (decision, _) in pending.decisions {
+        for (decision, _) in pending.decisions.dropFirst(pending.sentDecisions) {
             messages.append(OutgoingMessage(
                 topic: configuration.decisionsTopic, key: Array(decision.visitorID.utf8), value: decision.jsonBytes(),
                 timestamp: decision.decidedAt.milliseconds))
         }
-        for (letter, payload, key) in pending.deadLetters {
+        for (letter, payload, key) in pending.deadLetters.dropFirst(pending.sentDeadLetters) {
             messages.append(OutgoingMessage(
                 topic: configuration.deadLetterTopic, key: key, value: payload, timestamp: letter.kafkaTimestamp,
                 headers: [
@@ -270,7 +357,11 @@ public final class Pipeline: @unchecked Sendable {
                     ("beckon.source", Array("\(letter.topic)/\(letter.partition)/\(letter.offset)".utf8)),
                 ]))
         }
-        try producer.send(messages)
+        if !messages.isEmpty {
+            try producer.send(messages)
+            pending.sentDecisions = pending.decisions.count
+            pending.sentDeadLetters = pending.deadLetters.count
+        }
         try OutputStore().write(
             decisions: pending.decisions.map { ($0.0, source: $0.1) }, deadLetters: pending.deadLetters.map(\.0),
             rules: rulesStored ? [] : rules.rules, on: database)
@@ -283,14 +374,19 @@ public final class Pipeline: @unchecked Sendable {
             for tp in partitions where tp.topic == configuration.eventsTopic {
                 lanes[tp.partition] = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, configuration: configuration.engine))
             }
+            if outage != nil { try? consumer?.pause(partitions) }
             logger.info("partitions assigned", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())"])
         case .revoked(let partitions, let lost):
             if lost {
                 // Someone else owns them now: drop what we have not made durable for them.
-                pending.offsets = pending.offsets.filter { !partitions.contains($0.key) }
+                pending.drop(partitions)
             } else {
-                do { try flush(stop: stop) } catch {
-                    logger.error("could not flush before giving up partitions; they will be reprocessed", metadata: ["beckon.error": "\(error)"])
+                // Make what is done durable and commit it, once; if outputs are down, the
+                // next owner re-derives the rest (same ids), so nothing is lost or doubled.
+                let flushed = (try? attemptFlush()) ?? false
+                if !flushed {
+                    logger.warning("could not flush before giving up partitions; their uncommitted events will be processed again by the next owner")
+                    pending.drop(partitions)
                 }
             }
             for tp in partitions { lanes[tp.partition] = nil }

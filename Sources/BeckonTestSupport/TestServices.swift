@@ -128,13 +128,13 @@ public final class TestServices: Sendable {
 
     // MARK: processes
 
-    private static func postgresBin() -> String? {
+    static func postgresBin() -> String? {
         let base = "/usr/lib/postgresql"
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
         return versions.compactMap(Int.init).sorted().last.map { "\(base)/\($0)/bin" }
     }
 
-    private static func freePort() throws(TestServicesError) -> Int {
+    static func freePort() throws(TestServicesError) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestServicesError("socket() failed") }
         defer { close(fd) }
@@ -170,7 +170,7 @@ public final class TestServices: Sendable {
     }
 
     @discardableResult
-    private static func run(_ arguments: [String]) throws(TestServicesError) -> String {
+    static func run(_ arguments: [String]) throws(TestServicesError) -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -190,7 +190,7 @@ public final class TestServices: Sendable {
     /// closes the guard's standard input: at exit, or by dying, since the kernel closes it then.
     /// (Children inherit this process's blocked-signal mask, so a child that does not reset
     /// it, like Tansu, must be stopped with KILL; PostgreSQL resets it and shuts down on INT.)
-    private static func guarded(_ arguments: [String], log: String, signal: String) throws(TestServicesError) {
+    static func guarded(_ arguments: [String], log: String, signal: String) throws(TestServicesError) {
         let script = """
             sig=$1; log=$2; shift 2
             "$@" >>"$log" 2>&1 </dev/null &
@@ -226,6 +226,62 @@ public final class TestServices: Sendable {
             }
             if let dir = TestServices.cleanupDirectory { try? FileManager.default.removeItem(atPath: dir) }
         }
+    }
+}
+
+/// A PostgreSQL of one test's own, which the test may stop and start again (outages)
+/// without disturbing the shared one other tests use.
+public final class PrivatePostgres: Sendable {
+    public let port: Int
+    let directory: String
+    let bin: String
+    let asUser: [String]
+
+    public static func start() throws -> PrivatePostgres {
+        let shared = try TestServices.shared()
+        guard let bin = TestServices.postgresBin() else { throw TestServicesError("PostgreSQL server binaries not found") }
+        let dir = shared.directory + "/pg-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let asUser: [String] = getuid() == 0 ? ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] : []
+        if getuid() == 0 { try TestServices.run(["chown", "-R", "postgres:", dir]) }
+        try TestServices.run(asUser + [bin + "/initdb", "-D", dir, "-A", "trust", "-U", "beckon", "-E", "UTF8", "--no-sync"])
+        let pg = PrivatePostgres(port: try TestServices.freePort(), directory: dir, bin: bin, asUser: asUser)
+        try pg.startServer()
+        return pg
+    }
+
+    private init(port: Int, directory: String, bin: String, asUser: [String]) {
+        self.port = port
+        self.directory = directory
+        self.bin = bin
+        self.asUser = asUser
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it accepts connections.
+    public func startServer() throws {
+        try TestServices.guarded(
+            asUser + [bin + "/postgres", "-D", directory, "-p", "\(port)", "-k", directory,
+                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            log: directory + ".log", signal: "INT")
+        let deadline = Date().addingTimeInterval(30)
+        while (try? PostgresConnection.connect("postgresql://beckon@127.0.0.1:\(port)/postgres")) == nil {
+            if Date() > deadline { throw TestServicesError("private PostgreSQL on \(port) did not come up; see \(directory).log") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and waits until it is gone.
+    public func stopServer() throws {
+        try TestServices.run(asUser + [bin + "/pg_ctl", "-D", directory, "-m", "fast", "-w", "stop"])
+    }
+
+    /// A new, migrated database on this server; returns its URL.
+    public func makeDatabase() throws -> String {
+        let admin = try PostgresConnection.connect("postgresql://beckon@127.0.0.1:\(port)/postgres")
+        try admin.executeRawScript("CREATE DATABASE beckon", context: "create test database")
+        let url = "postgresql://beckon@127.0.0.1:\(port)/beckon"
+        try Migrator(directory: TestServices.root + "/Schemas/migrations", logger: Logger(label: "test")).migrate(PostgresConnection.connect(url))
+        return url
     }
 }
 

@@ -5,6 +5,7 @@ import BeckonKafka
 import BeckonPostgres
 import Foundation
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -98,7 +99,18 @@ struct Run: AsyncParsableCommand {
         case nil: logger.warning("no intent model at \(config.rulesDirectory)/models/intent.yaml: decisions will carry no intent scores")
         }
         let printEach = printDecisions
-        let pipeline = Pipeline(configuration: config, rules: rules, model: model, logger: logger, onDecision: { decision in
+        let registry = PrometheusCollectorRegistry()
+        var metricsServer: MetricsServer?
+        if !config.metricsListen.isEmpty {
+            do {
+                metricsServer = try MetricsServer(listen: config.metricsListen, registry: registry)
+                logger.info("serving Prometheus metrics at http://\(config.metricsListen.split(separator: ":")[0]):\(metricsServer!.port)/metrics")
+            } catch {
+                logger.warning("no metrics endpoint: \(error); set metrics.listen to a free host:port, or to \"\" to disable it")
+            }
+        }
+        defer { metricsServer?.close() }
+        let pipeline = Pipeline(configuration: config, rules: rules, model: model, logger: logger, metrics: PrometheusMetricsFactory(registry: registry), onDecision: { decision in
             guard printEach else { return }
             let line = "\(decision.eventTime.rfc3339)  \(decision.action.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
                 + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"

@@ -4,6 +4,7 @@ import BeckonKafka
 import BeckonPostgres
 import BeckonTestSupport
 import Foundation
+import Prometheus
 import Testing
 
 /// Bad input never stops Beckon and is never lost: each refused message lands on the
@@ -65,7 +66,9 @@ struct DeadLetterTests {
                               properties: ["message.max.bytes": "4194304"])
 
         let rules = try RuleSet.load(files: [("pay.yaml", "id: pay\nwhen:\n  dwell:\n    page: /checkout/payment\n    at_least: 1s\naction: offer_help\npayload:\n  message: hi\n")]).get()
-        let summary = try await runUntilDrained(Pipeline(configuration: config, rules: rules, logger: TestKafka.logger))
+        let registry = PrometheusCollectorRegistry()
+        let summary = try await runUntilDrained(Pipeline(
+            configuration: config, rules: rules, logger: TestKafka.logger, metrics: PrometheusMetricsFactory(registry: registry)))
         #expect(summary.eventsIn == stream.count)
         #expect(summary.deadLetters == bad.count)
         // The good events around the bad ones were processed: both payment-page dwells decided.
@@ -104,6 +107,15 @@ struct DeadLetterTests {
         #expect(reasons.contains { $0.hasPrefix("$.ts: 2100-01-01T00:00:00.000Z is") })
         #expect(reasons.contains { $0.hasPrefix("$: payload of \(huge.count) bytes exceeds the limit of 65536") })
         #expect(reasons.contains { $0 == "$: empty message" })
+
+        // The metric counts dead letters by reason.
+        let exposition = registry.emitToString()
+        var expected: [String: Int] = [:]
+        for entry in bad { expected[entry.code!, default: 0] += 1 }
+        for (reason, count) in expected {
+            #expect(exposition.contains("beckon_dead_letters_total{reason=\"\(reason)\"} \(count)\n"), "metric for \(reason) in:\n\(exposition)")
+        }
+        #expect(exposition.contains("beckon_events_total \(stream.count)\n"))
 
         let offsets = try TestKafka.committedAndEnd(topic: config.eventsTopic, group: config.kafka["group.id"]!, bootstrap: services.kafkaBootstrap, messages: stream.count)
         #expect(offsets.values.reduce(0) { $0 + $1.end } == Int64(stream.count))
