@@ -80,6 +80,23 @@ struct Recent4: Sendable, Equatable {
 /// Where a page belongs. Per-class view counts feed the intent model.
 public enum PageClass: String, CaseIterable, Sendable {
     case home, category, product, search, pricing, cart, checkout, help, settings, account, other
+
+    /// Position in `allCases`.
+    var ordinal: Int {
+        switch self {
+        case .home: 0
+        case .category: 1
+        case .product: 2
+        case .search: 3
+        case .pricing: 4
+        case .cart: 5
+        case .checkout: 6
+        case .help: 7
+        case .settings: 8
+        case .account: 9
+        case .other: 10
+        }
+    }
 }
 
 /// Classifies paths by globs (first match wins); `Rules/models/intent.yaml` may replace
@@ -163,32 +180,32 @@ struct VisitorFeatures: Sendable, Equatable {
         let tick = Tick(event.time)
         sessionStart = min(sessionStart, tick)
         sessionEvents &+= 1
-        let p = event.properties
         switch event.type {
         case .pageView:
             pageViews &+= 1
             if let path = event.pagePath { recentPages.insert(tick, tag: Self.hash32(path)) }
-            if let pageClass, let i = PageClass.allCases.firstIndex(of: pageClass) {
+            if let pageClass {
+                let i = pageClass.ordinal
                 classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
             }
         case .scroll:
-            recentPagesScroll(tick, depth: p.scrollDepth ?? 0)
+            recentPagesScroll(tick, depth: event.properties.scrollDepth ?? 0)
         case .click:
-            clicks.insert(tick, tag: Self.hash32(p.element ?? ""))
-        case .hover where p.hoverTarget == "price":
+            clicks.insert(tick, tag: Self.hash32(event.properties.element ?? ""))
+        case .hover where event.properties.hoverTarget == "price":
             priceHovers.insert(tick)
             priceHoversSession &+= 1
         case .search:
             searches &+= 1
-            if p.searchResults == 0 { zeroResultSearches &+= 1 }
+            if event.properties.searchResults == 0 { zeroResultSearches &+= 1 }
         case .addToCart, .removeFromCart:
             let sign: Int64 = event.type == .addToCart ? 1 : -1
-            let quantity = Int64(p.quantity ?? 1)
+            let quantity = Int64(event.properties.quantity ?? 1)
             cartItems &+= Int16(clamping: sign * quantity)
-            cartCents &+= sign * quantity * Int64(((p.price ?? 0) * 100).rounded())
+            cartCents &+= sign * quantity * Int64(((event.properties.price ?? 0) * 100).rounded())
             lastCartChange = max(lastCartChange, tick)
         case .checkoutStep:
-            let step = UInt8(clamping: p.step ?? 0)
+            let step = UInt8(clamping: event.properties.step ?? 0)
             if step > checkoutStep || (step == checkoutStep && tick < checkoutStepSince) {
                 checkoutStep = step
                 checkoutStepSince = tick
@@ -200,16 +217,16 @@ struct VisitorFeatures: Sendable, Equatable {
         case .exitIntent:
             lastExitIntent = max(lastExitIntent, tick)
             exitIntents &+= 1
-        case .chatMessage where (p.chatSender ?? "visitor") == "visitor":
+        case .chatMessage where (event.properties.chatSender ?? "visitor") == "visitor":
             chatMessages &+= 1
-            let score = Float(p.chatSentiment ?? 0)
+            let score = Float(event.properties.chatSentiment ?? 0)
             if score <= -0.25 { negativeMessages &+= 1 }
             minSentiment = min(minSentiment, score)
             if tick > lastSentimentAt || (tick == lastSentimentAt && score < lastSentiment) {
                 lastSentimentAt = tick
                 lastSentiment = score
             }
-        case .chatStarted where p.chatWith == "agent":
+        case .chatStarted where event.properties.chatWith == "agent":
             lastAgentChatStart = max(lastAgentChatStart, tick)
         case .chatEnded:
             lastChatEnd = max(lastChatEnd, tick)
@@ -369,13 +386,13 @@ public enum Feature: String, CaseIterable, Sendable {
     /// The feature's value at `now` (the visitor's latest event time, or a timer's due time).
     func value(_ f: VisitorFeatures, page: PageContext, now: Tick) -> Double {
         func b(_ x: Bool) -> Double { x ? 1 : 0 }
-        func views(_ c: PageClass) -> Double { Double(f.classViews[PageClass.allCases.firstIndex(of: c)!]) }
+        func views(_ c: PageClass) -> Double { Double(f.classViews[c.ordinal]) }
         switch self {
         case .sessionEvents: return Double(f.sessionEvents)
         case .sessionSeconds: return f.sessionStart.seconds(until: now)
         case .visits: return Double(f.visits)
         case .returning: return b(f.visits > 1)
-        case .pageClass: return Double(PageClass.allCases.firstIndex(of: page.pageClass)!)
+        case .pageClass: return Double(page.pageClass.ordinal)
         case .pageDwellSeconds: return page.path == nil ? 0 : page.since.seconds(until: now)
         case .pageViews: return Double(f.pageViews)
         case .pageViews5m: return Double(f.recentPages.count(since: now.minus(milliseconds: 300_000)))

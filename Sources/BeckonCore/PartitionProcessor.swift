@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Settings of the event-time engine.
 public struct EngineConfiguration: Sendable, Equatable {
     /// How late an event may arrive and still count as on time. Default 5 s.
@@ -103,86 +109,128 @@ struct VisitorState: Sendable {
     var page: PageContext { PageContext(path: pagePath, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
 }
 
-/// Visitors by id, in slots of one array: one hash lookup per event, state mutated in place.
-struct VisitorTable: Sendable {
+/// Visitors by id, in slots of one buffer: one hash lookup per event, and the state is
+/// mutated in place through a pointer (no copy of the ~500-byte state per event).
+///
+/// A class for the stable buffer; `PartitionProcessor` copies it on write, so the
+/// processor keeps value semantics.
+final class VisitorTable: @unchecked Sendable {
+    // @unchecked: a processor (and so its table) is used by one thread at a time.
     private var index: [String: Int32] = [:]
-    private(set) var states: ContiguousArray<VisitorState> = []
+    private var base: UnsafeMutablePointer<VisitorState>
+    private var capacity: Int
+    /// Slots in use or freed (the buffer's initialised prefix).
+    private var used = 0
     /// Bumped when a slot is reused, so timers of an evicted visitor are recognised.
     private(set) var epochs: ContiguousArray<UInt32> = []
     private var free: [Int32] = []
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        base.deinitialize(count: used)
+        base.deallocate()
+    }
+
+    func copy() -> VisitorTable {
+        let table = VisitorTable(capacity: max(capacity, 1))
+        table.base.initialize(from: base, count: used)
+        table.used = used
+        table.index = index
+        table.epochs = epochs
+        table.free = free
+        return table
+    }
 
     var count: Int { index.count }
 
     func slot(of visitorID: String) -> Int32? { index[visitorID] }
 
-    mutating func insert(_ state: VisitorState) -> Int32 {
+    func insert(_ state: VisitorState) -> Int32 {
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
-            states[Int(slot)] = state
+            base[Int(slot)] = state
             epochs[Int(slot)] &+= 1
         } else {
-            slot = Int32(states.count)
-            states.append(state)
+            if used == capacity {
+                let bigger = UnsafeMutablePointer<VisitorState>.allocate(capacity: capacity * 2)
+                bigger.moveInitialize(from: base, count: used)
+                base.deallocate()
+                base = bigger
+                capacity *= 2
+            }
+            slot = Int32(used)
+            (base + used).initialize(to: state)
+            used += 1
             epochs.append(0)
         }
         index[state.visitorID] = slot
         return slot
     }
 
-    mutating func remove(_ slot: Int32) {
-        index[states[Int(slot)].visitorID] = nil
-        states[Int(slot)] = .vacant
+    func remove(_ slot: Int32) {
+        index[base[Int(slot)].visitorID] = nil
+        base[Int(slot)] = .vacant
         free.append(slot)
     }
 
-    /// Moves a visitor's state out (no copy, no reference counting) for mutation.
-    mutating func take(_ slot: Int32) -> VisitorState {
-        var state = VisitorState.vacant
-        swap(&state, &states[Int(slot)])
-        return state
-    }
+    /// The visitor's state, to mutate in place. Valid until the next `insert`.
+    @inline(__always) func pointer(_ slot: Int32) -> UnsafeMutablePointer<VisitorState> { base + Int(slot) }
 
-    mutating func put(_ state: consuming VisitorState, _ slot: Int32) {
-        var state = state
-        swap(&state, &states[Int(slot)])
-    }
-
-    subscript(slot: Int32) -> VisitorState { states[Int(slot)] }
+    subscript(slot: Int32) -> VisitorState { base[Int(slot)] }
 }
 
 /// Events held until the watermark passes them, released in event-time order: page
 /// events (the page track depends on order) and events that would open a new session.
+///
+/// The heap orders small keys; the events themselves stay put in a slab, so sifting
+/// moves 32 bytes, not whole events.
 struct HeldQueue: Sendable {
-    struct Entry: Sendable {
-        var event: Event
+    struct Key: Sendable {
+        var time: EventTime
         var idHash: UInt64
         var slot: Int32
         var epoch: UInt32
+        var index: Int32
 
-        static func precedes(_ a: Entry, _ b: Entry) -> Bool {
-            if a.event.time != b.event.time { return a.event.time < b.event.time }
+        @inline(__always) static func precedes(_ a: Key, _ b: Key) -> Bool {
+            if a.time != b.time { return a.time < b.time }
             if a.idHash != b.idHash { return a.idHash < b.idHash }
             return a.slot < b.slot
         }
     }
 
-    private var heap: [Entry] = []
-    var count: Int { heap.count }
-    var next: Entry? { heap.first }
+    private var heap: [Key] = []
+    private var events: ContiguousArray<Event?> = []
+    private var free: [Int32] = []
 
-    mutating func push(_ entry: Entry) {
-        heap.append(entry)
+    var count: Int { heap.count }
+    var nextTime: EventTime? { heap.first?.time }
+
+    mutating func push(_ event: Event, idHash: UInt64, slot: Int32, epoch: UInt32) {
+        let index: Int32
+        if let reused = free.popLast() {
+            index = reused
+            events[Int(index)] = event
+        } else {
+            index = Int32(events.count)
+            events.append(event)
+        }
+        heap.append(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index))
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard Entry.precedes(heap[i], heap[parent]) else { break }
+            guard Key.precedes(heap[i], heap[parent]) else { break }
             heap.swapAt(i, parent)
             i = parent
         }
     }
 
-    mutating func pop() -> Entry? {
+    mutating func pop() -> (key: Key, event: Event)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let first = heap.removeLast()
@@ -190,13 +238,16 @@ struct HeldQueue: Sendable {
         while true {
             let l = 2 * i + 1, r = l + 1
             var smallest = i
-            if l < heap.count, Entry.precedes(heap[l], heap[smallest]) { smallest = l }
-            if r < heap.count, Entry.precedes(heap[r], heap[smallest]) { smallest = r }
+            if l < heap.count, Key.precedes(heap[l], heap[smallest]) { smallest = l }
+            if r < heap.count, Key.precedes(heap[r], heap[smallest]) { smallest = r }
             if smallest == i { break }
             heap.swapAt(i, smallest)
             i = smallest
         }
-        return first
+        var event: Event?
+        swap(&event, &events[Int(first.index)])
+        free.append(first.index)
+        return (first, event!)
     }
 }
 
@@ -218,13 +269,24 @@ public struct PartitionProcessor: Sendable {
     private var returning: [UInt64: UInt32] = [:]
     private var timers = TimerQueue()
     private var held = HeldQueue()
-    private var pageClasses: [String: PageClass] = [:]
-    /// Rules whose page glob matches, per path (cached: globs are matched once per path).
-    private var dwellRules: [String: [Int32]] = [:]
+    /// Per path: its page class and the rules whose page glob matches (globs are matched
+    /// once per distinct path; the cache is bounded).
+    private var pages: [String: (PageClass, [Int32])] = [:]
+    /// The intent model flattened: the features it reads, and per intent its bias and
+    /// (feature position, weight, cap) terms.
+    private let modelFeatures: [Feature]
+    private let compiledIntents: [(bias: Double, terms: [(feature: Int, weight: Double, cap: Double)])]
+    private var featureValues: [Double]
 
     public init(rules: RuleSet, model: IntentModel = .empty, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
         self.model = model
+        let features = model.features
+        self.modelFeatures = features
+        self.compiledIntents = model.intents.map { intent in
+            (intent.bias, intent.terms.map { (features.firstIndex(of: $0.feature)!, $0.weight, $0.cap ?? .infinity) })
+        }
+        self.featureValues = [Double](repeating: 0, count: features.count)
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
     }
@@ -261,15 +323,22 @@ public struct PartitionProcessor: Sendable {
     /// in `statistics.duplicateEvents`. An event behind the watermark (later than the
     /// allowed lateness) is counted in `statistics.lateEvents` and changes no window state.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
+        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
         let slot = visitors.slot(of: event.visitorID) ?? visitors.insert(newVisitor(event))
-        var visitor = visitors.take(slot)
-        if visitor.recentEventIDs.contains(idHash) {
+        let visitorPointer = visitors.pointer(slot)
+        if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
-            visitors.put(visitor, slot)
             return []
         }
+        let settled = process(event, idHash: idHash, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow)
+        statistics.decisions += settled.count
+        let fired = fireDueTimers(wallNow: wallNow)
+        return settled.isEmpty ? fired : settled + fired
+    }
+
+    private mutating func process(_ event: Event, idHash: UInt64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
         visitor.recentEventIDs.insert(idHash)
         let late = watermark.isLate(event.time)
         watermark.observe(event.time, arrivedAt: wallNow)
@@ -279,7 +348,7 @@ public struct PartitionProcessor: Sendable {
         if late {
             statistics.lateEvents += 1
         } else if event.type.isPageEvent || event.time > visitor.lastEventTime + configuration.sessionGap {
-            held.push(HeldQueue.Entry(event: event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)]))
+            held.push(event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)])
             visitor.heldCount += 1
         } else {
             settled = apply(event, idHash: idHash, to: &visitor, slot: slot, wallNow: wallNow)
@@ -288,10 +357,7 @@ public struct PartitionProcessor: Sendable {
             visitor.sessionTimerPending = true
             timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .sessionEnd))
         }
-        visitors.put(visitor, slot)
-        statistics.decisions += settled.count
-        let fired = fireDueTimers(wallNow: wallNow)
-        return settled.isEmpty ? fired : settled + fired
+        return settled
     }
 
     private mutating func newVisitor(_ event: Event) -> VisitorState {
@@ -347,28 +413,30 @@ public struct PartitionProcessor: Sendable {
         return settled
     }
 
-    private mutating func classify(_ path: String) -> PageClass {
-        if let known = pageClasses[path] { return known }
-        let pageClass = model.pageClasses.classify(path)
-        if pageClasses.count >= 50_000 { pageClasses.removeAll(keepingCapacity: true) }
-        pageClasses[path] = pageClass
-        return pageClass
+    private mutating func pageInfo(_ path: String) -> (PageClass, [Int32]) {
+        if let known = pages[path] { return known }
+        let info = (model.pageClasses.classify(path), rules.rules.indices.filter { rules.rules[$0].dwellPage.matches(path) }.map(Int32.init))
+        if pages.count >= 50_000 { pages.removeAll(keepingCapacity: true) }
+        pages[path] = info
+        return info
     }
 
-    private mutating func rulesMatching(_ path: String) -> [Int32] {
-        if let known = dwellRules[path] { return known }
-        let matching = rules.rules.indices.filter { rules.rules[$0].dwellPage.matches(path) }.map(Int32.init)
-        if dwellRules.count >= 50_000 { dwellRules.removeAll(keepingCapacity: true) }
-        dwellRules[path] = matching
-        return matching
-    }
+    private mutating func classify(_ path: String) -> PageClass { pageInfo(path).0 }
 
-    private func rescore(_ visitor: inout VisitorState) {
-        guard !model.intents.isEmpty else { return }
+    private mutating func rulesMatching(_ path: String) -> [Int32] { pageInfo(path).1 }
+
+    /// Recomputes the intent scores: each feature the model reads once, then the sums.
+    private mutating func rescore(_ visitor: inout VisitorState) {
+        guard !compiledIntents.isEmpty else { return }
         let now = Tick(visitor.lastEventTime)
         let page = visitor.page
-        for i in model.intents.indices {
-            visitor.scores[i] = Float(model.intents[i].score { $0.value(visitor.features, page: page, now: now) })
+        for i in modelFeatures.indices {
+            featureValues[i] = modelFeatures[i].value(visitor.features, page: page, now: now)
+        }
+        for (i, intent) in compiledIntents.enumerated() {
+            var z = intent.bias
+            for term in intent.terms { z += term.weight * min(featureValues[term.feature], term.cap) }
+            visitor.scores[i] = Float(1 / (1 + exp(-z)))
         }
     }
 
@@ -406,6 +474,7 @@ public struct PartitionProcessor: Sendable {
     /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
     public mutating func advanceIdle(wallNow: EventTime) -> [Decision] {
         guard watermark.advanceIdle(wallNow: wallNow) else { return [] }
+        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         return fireDueTimers(wallNow: wallNow)
     }
 
@@ -437,22 +506,21 @@ public struct PartitionProcessor: Sendable {
         func flush(_ batch: inout [(due: EventTime, slot: Int32, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
             guard let first = batch.first else { return }
             let winner = batch.max { a, b in Self.ranks(processor.rules.rules[a.rule], below: processor.rules.rules[b.rule]) }!
-            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: processor.visitors[first.slot], wallNow: wallNow) {
+            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: processor.visitors.pointer(first.slot).pointee, wallNow: wallNow) {
                 decisions.append(decision)
             }
             batch.removeAll(keepingCapacity: true)
         }
         while true {
-            let nextHeld = held.next.map { $0.event.time }.flatMap { $0 <= now ? $0 : nil }
+            let nextHeld = held.nextTime.flatMap { $0 <= now ? $0 : nil }
             let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
             if let heldTime = nextHeld, nextTimer.map({ heldTime <= $0 }) ?? true {
                 flush(&batch, into: &decisions, processor: &self)
-                let entry = held.pop()!
-                guard visitors.epochs[Int(entry.slot)] == entry.epoch else { continue }
-                var visitor = visitors.take(entry.slot)
-                visitor.heldCount -= 1
-                decisions += apply(entry.event, idHash: entry.idHash, to: &visitor, slot: entry.slot, wallNow: wallNow)
-                visitors.put(visitor, entry.slot)
+                let (key, event) = held.pop()!
+                guard visitors.epochs[Int(key.slot)] == key.epoch else { continue }
+                let visitor = visitors.pointer(key.slot)
+                visitor.pointee.heldCount -= 1
+                decisions += apply(event, idHash: key.idHash, to: &visitor.pointee, slot: key.slot, wallNow: wallNow)
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -463,16 +531,15 @@ public struct PartitionProcessor: Sendable {
             guard visitors.epochs[Int(timer.slot)] == timer.epoch else { continue }
             switch timer.kind {
             case .dwell(let rule, let generation):
-                var visitor = visitors.take(timer.slot)
-                visitor.pendingDwellTimers -= 1
+                let visitor = visitors.pointer(timer.slot)
+                visitor.pointee.pendingDwellTimers -= 1
                 pendingRuleTimers -= 1
-                if generation == visitor.pageGeneration && !visitor.settled(Int(rule)) {
-                    visitor.settle(Int(rule))
+                if generation == visitor.pointee.pageGeneration && !visitor.pointee.settled(Int(rule)) {
+                    visitor.pointee.settle(Int(rule))
                     batch.append((timer.due, timer.slot, Int(rule)))
                 }
-                visitors.put(visitor, timer.slot)
             case .sessionEnd:
-                let visitor = visitors[timer.slot]
+                let visitor = visitors.pointer(timer.slot).pointee
                 let end = visitor.lastEventTime + configuration.sessionGap
                 if end <= now && visitor.pendingDwellTimers == 0 && visitor.heldCount == 0 {
                     returning[fnv64(visitor.visitorID)] = UInt32(visitor.features.visits) << 16
