@@ -31,6 +31,8 @@ public struct RunSummary: Sendable, Equatable {
     public var outages = 0
     /// True while paused by an outage.
     public var paused = false
+    /// Events re-read to rebuild state after an assignment (their decisions were made before).
+    public var replayedEvents = 0
 }
 
 /// What a flush writes: decisions and dead letters, made durable before offsets move.
@@ -71,6 +73,9 @@ struct PartitionLane {
     var processor: PartitionProcessor
     /// True once the consumer reached the end of the partition and nothing newer came since.
     var caughtUp = false
+    /// Offsets below this were processed and committed before (by this or another
+    /// instance): they are re-read only to rebuild state, and their decisions discarded.
+    var rebuildUntil: Int64 = -1
 }
 
 /// Consumes events, runs them through the core, and publishes decisions.
@@ -97,6 +102,8 @@ public final class Pipeline: @unchecked Sendable {
     private var database: PostgresConnection?
     private var rulesStored = false
     private var outage: Outage?
+    /// Rebuild ends for partitions being assigned (set by `rebuildPoints`).
+    private var pendingRebuilds: [Int32: Int64] = [:]
     private let metrics: PipelineMetrics
     private let summaryBox = Mutex(RunSummary())
     private let onDecision: (@Sendable (Decision) -> Void)?
@@ -140,7 +147,9 @@ public final class Pipeline: @unchecked Sendable {
             "beckon.topic": "\(configuration.eventsTopic)", "beckon.rules": "\(rules.rules.map(\.id).joined(separator: ","))",
             "beckon.rules_version": "\(rules.version)", "beckon.librdkafka": "\(librdkafkaVersion)",
         ])
-        try consumer.subscribe([configuration.eventsTopic]) { [unowned self] event in
+        try consumer.subscribe([configuration.eventsTopic], startOffsets: { [unowned self] partitions in
+            self.rebuildPoints(partitions)
+        }) { [unowned self] event in
             self.rebalanced(event, stop: stop)
         }
         defer {
@@ -216,12 +225,22 @@ public final class Pipeline: @unchecked Sendable {
         lane.caughtUp = false
         let key = message.key.map { String(decoding: $0, as: UTF8.self) }
         let result = decoder.decode(message.value, key: key, brokerTime: message.timestamp.map { EventTime(milliseconds: $0) })
+        if message.offset < lane.rebuildUntil {
+            // Re-read to rebuild state: its outputs were made durable before.
+            if case .success(let event) = result { _ = lane.processor.process(event, arrivedAt: wallNow, position: message.offset) }
+            lanes[message.partition] = lane
+            summaryBox.withLock { $0.replayedEvents += 1 }
+            if message.offset + 1 == lane.rebuildUntil {
+                logger.info("partition state rebuilt", metadata: ["beckon.partition": "\(message.partition)", "beckon.visitors": "\(lane.processor.visitorCount)"])
+            }
+            return
+        }
         summaryBox.withLock { $0.eventsIn += 1 }
         metrics.events.increment()
         switch result {
         case .success(let event):
             let before = lane.processor.statistics
-            append(lane.processor.process(event, arrivedAt: wallNow), partition: message.partition)
+            append(lane.processor.process(event, arrivedAt: wallNow, position: message.offset), partition: message.partition)
             let after = lane.processor.statistics
             if after.lateEvents > before.lateEvents || after.duplicateEvents > before.duplicateEvents {
                 summaryBox.withLock {
@@ -362,17 +381,49 @@ public final class Pipeline: @unchecked Sendable {
             pending.sentDecisions = pending.decisions.count
             pending.sentDeadLetters = pending.deadLetters.count
         }
+        let group = configuration.kafka["group.id"] ?? "beckon"
+        let partitionStates = pending.offsets.compactMap { tp, next -> OutputStore.PartitionState? in
+            guard tp.topic == configuration.eventsTopic else { return nil }
+            let from = min(lanes[tp.partition]?.processor.rebuildFrom ?? next, next)
+            return OutputStore.PartitionState(group: group, topic: tp.topic, partition: tp.partition, committedOffset: next, rebuildFrom: from)
+        }
         try OutputStore().write(
             decisions: pending.decisions.map { ($0.0, source: $0.1) }, deadLetters: pending.deadLetters.map(\.0),
-            rules: rulesStored ? [] : rules.rules, on: database)
+            rules: rulesStored ? [] : rules.rules, partitions: partitionStates, on: database)
         rulesStored = true
+    }
+
+    /// Where newly assigned partitions start: at their stored rebuild point, so the state
+    /// of the visitors still in session at the last commit is rebuilt before new events
+    /// are decided on (see `PartitionProcessor.rebuildFrom`).
+    private func rebuildPoints(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        guard let database else { return [:] }
+        let group = configuration.kafka["group.id"] ?? "beckon"
+        var starts: [TopicPartition: Int64] = [:]
+        for tp in partitions where tp.topic == configuration.eventsTopic {
+            do {
+                guard let state = try OutputStore().partitionState(group: group, topic: tp.topic, partition: tp.partition, on: database) else { continue }
+                if state.rebuildFrom < state.committedOffset {
+                    starts[tp] = state.rebuildFrom
+                    pendingRebuilds[tp.partition] = state.committedOffset
+                    logger.info("rebuilding partition state", metadata: [
+                        "beckon.partition": "\(tp.partition)", "beckon.from": "\(state.rebuildFrom)", "beckon.until": "\(state.committedOffset)",
+                    ])
+                }
+            } catch {
+                logger.warning("cannot read the rebuild point of partition \(tp.partition); starting at its committed offset without rebuilding state", metadata: ["beckon.error": "\(error)"])
+            }
+        }
+        return starts
     }
 
     private func rebalanced(_ event: RebalanceEvent, stop: StopSignal) {
         switch event {
         case .assigned(let partitions):
             for tp in partitions where tp.topic == configuration.eventsTopic {
-                lanes[tp.partition] = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, configuration: configuration.engine))
+                var lane = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, configuration: configuration.engine))
+                lane.rebuildUntil = pendingRebuilds.removeValue(forKey: tp.partition) ?? -1
+                lanes[tp.partition] = lane
             }
             if outage != nil { try? consumer?.pause(partitions) }
             logger.info("partitions assigned", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())"])

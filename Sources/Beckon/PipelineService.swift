@@ -59,7 +59,7 @@ extension RunSummary {
             return String(out.reversed())
         }
         var lines = ["── Beckon summary ──"]
-        lines.append("events in      \(n(eventsIn))")
+        lines.append("events in      \(n(eventsIn))" + (replayedEvents > 0 ? "  (and \(n(replayedEvents)) re-read to rebuild state)" : ""))
         let reasons = deadLettersByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         lines.append("dead letters   \(n(deadLetters))" + (reasons.isEmpty ? "" : "  (\(reasons))"))
         lines.append("late events    \(n(lateEvents))")

@@ -82,6 +82,8 @@ struct VisitorState: Sendable {
     var lastPageTime = EventTime(milliseconds: .min)
     var lastPageID: UInt64 = 0
     var latestDwellDue = EventTime(milliseconds: .min)
+    /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
+    var sessionPosition: Int64 = -1
     /// Rules (bit per rule index < 64) already settled for the current page view, fired or
     /// outranked, so a dwell is decided once whether its timer or the departure comes first.
     var settledRules: UInt64 = 0
@@ -196,6 +198,7 @@ struct HeldQueue: Sendable {
         var slot: Int32
         var epoch: UInt32
         var index: Int32
+        var position: Int64
 
         @inline(__always) static func precedes(_ a: Key, _ b: Key) -> Bool {
             if a.time != b.time { return a.time < b.time }
@@ -211,7 +214,7 @@ struct HeldQueue: Sendable {
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
 
-    mutating func push(_ event: Event, idHash: UInt64, slot: Int32, epoch: UInt32) {
+    mutating func push(_ event: Event, idHash: UInt64, slot: Int32, epoch: UInt32, position: Int64) {
         let index: Int32
         if let reused = free.popLast() {
             index = reused
@@ -220,7 +223,7 @@ struct HeldQueue: Sendable {
             index = Int32(events.count)
             events.append(event)
         }
-        heap.append(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index))
+        heap.append(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index, position: position))
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
@@ -277,6 +280,10 @@ public struct PartitionProcessor: Sendable {
     private let modelFeatures: [Feature]
     private let compiledIntents: [(bias: Double, terms: [(feature: Int, weight: Double, cap: Double)])]
     private var featureValues: [Double]
+    /// Resident visitors' session starts, counted per block of positions: the earliest
+    /// block is where a rebuild of this state must start re-reading.
+    private var sessionStarts: [Int64: Int32] = [:]
+    static let positionBlock: Int64 = 1024
 
     public init(rules: RuleSet, model: IntentModel = .empty, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
@@ -302,6 +309,24 @@ public struct PartitionProcessor: Sendable {
     /// Events held until the watermark passes them (page events, session openers).
     public var heldEvents: Int { held.count }
 
+    /// The earliest position (Kafka offset, as passed to `process`) that re-reading must
+    /// start from to rebuild this state exactly: the first event of the oldest session
+    /// still in memory, rounded down to a block of 1,024. Nil when no visitor is in memory.
+    ///
+    /// Replaying the partition from there (decisions discarded) up to the committed
+    /// offset gives the same visitor state, timers and watermark, so decisions after a
+    /// restart are those of an uninterrupted run. The exception is `visits`, the count of
+    /// a visitor's earlier sessions, which only this instance's memory holds.
+    public var rebuildFrom: Int64? { sessionStarts.keys.min().map { $0 * Self.positionBlock } }
+
+    private mutating func countSession(from old: Int64, to new: Int64) {
+        if old >= 0 {
+            let block = old / Self.positionBlock
+            if let n = sessionStarts[block] { sessionStarts[block] = n > 1 ? n - 1 : nil }
+        }
+        if new >= 0 { sessionStarts[new / Self.positionBlock, default: 0] += 1 }
+    }
+
     /// A visitor's features at its latest event time (nil if the visitor is not in memory).
     public func features(of visitorID: String) -> [Feature: Double]? {
         guard let slot = visitors.slot(of: visitorID) else { return nil }
@@ -322,23 +347,26 @@ public struct PartitionProcessor: Sendable {
     /// An `event_id` among the visitor's last eight (a tracker retry) is dropped and counted
     /// in `statistics.duplicateEvents`. An event behind the watermark (later than the
     /// allowed lateness) is counted in `statistics.lateEvents` and changes no window state.
-    public mutating func process(_ event: Event, arrivedAt wallNow: EventTime) -> [Decision] {
+    ///
+    /// - Parameter position: the event's place in its partition (the Kafka offset), for
+    ///   `rebuildFrom`; -1 when there is none.
+    public mutating func process(_ event: Event, arrivedAt wallNow: EventTime, position: Int64 = -1) -> [Decision] {
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
-        let slot = visitors.slot(of: event.visitorID) ?? visitors.insert(newVisitor(event))
+        let slot = visitors.slot(of: event.visitorID) ?? visitors.insert(newVisitor(event, position: position))
         let visitorPointer = visitors.pointer(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
             return []
         }
-        let settled = process(event, idHash: idHash, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow)
+        let settled = process(event, idHash: idHash, position: position, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow)
         statistics.decisions += settled.count
         let fired = fireDueTimers(wallNow: wallNow)
         return settled.isEmpty ? fired : settled + fired
     }
 
-    private mutating func process(_ event: Event, idHash: UInt64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+    private mutating func process(_ event: Event, idHash: UInt64, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
         visitor.recentEventIDs.insert(idHash)
         let late = watermark.isLate(event.time)
         watermark.observe(event.time, arrivedAt: wallNow)
@@ -348,10 +376,10 @@ public struct PartitionProcessor: Sendable {
         if late {
             statistics.lateEvents += 1
         } else if event.type.isPageEvent || event.time > visitor.lastEventTime + configuration.sessionGap {
-            held.push(event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)])
+            held.push(event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)], position: position)
             visitor.heldCount += 1
         } else {
-            settled = apply(event, idHash: idHash, to: &visitor, slot: slot, wallNow: wallNow)
+            settled = apply(event, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow)
         }
         if !visitor.sessionTimerPending {
             visitor.sessionTimerPending = true
@@ -360,24 +388,28 @@ public struct PartitionProcessor: Sendable {
         return settled
     }
 
-    private mutating func newVisitor(_ event: Event) -> VisitorState {
+    private mutating func newVisitor(_ event: Event, position: Int64) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
         var v = VisitorState(visitorID: event.visitorID, channel: event.channel, userID: event.userID, lastEventTime: event.time,
                              pagePath: nil, pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
         if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
         }
+        v.sessionPosition = position
+        countSession(from: -1, to: position)
         return v
     }
 
     /// Applies an event to the visitor's state, in event-time order for page events and
     /// session openers (they come through the held queue).
-    private mutating func apply(_ event: Event, idHash: UInt64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
+    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
         var settled: [Decision] = []
         if event.time > visitor.lastEventTime + configuration.sessionGap {
             settled = settleDwell(&visitor, slot: slot, leavingAt: visitor.lastEventTime + configuration.sessionGap, wallNow: wallNow)
             leavePage(&visitor)
             visitor.features.startSession()
+            countSession(from: visitor.sessionPosition, to: position)
+            visitor.sessionPosition = position
         }
         if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
         var pageClass: PageClass?
@@ -520,7 +552,7 @@ public struct PartitionProcessor: Sendable {
                 guard visitors.epochs[Int(key.slot)] == key.epoch else { continue }
                 let visitor = visitors.pointer(key.slot)
                 visitor.pointee.heldCount -= 1
-                decisions += apply(event, idHash: key.idHash, to: &visitor.pointee, slot: key.slot, wallNow: wallNow)
+                decisions += apply(event, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: key.slot, wallNow: wallNow)
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -544,6 +576,7 @@ public struct PartitionProcessor: Sendable {
                 if end <= now && visitor.pendingDwellTimers == 0 && visitor.heldCount == 0 {
                     returning[fnv64(visitor.visitorID)] = UInt32(visitor.features.visits) << 16
                         | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
+                    countSession(from: visitor.sessionPosition, to: -1)
                     visitors.remove(timer.slot)
                     statistics.evictedVisitors += 1
                 } else {

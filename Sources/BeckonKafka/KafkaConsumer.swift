@@ -41,6 +41,9 @@ public enum RebalanceEvent: Sendable {
 final class RebalanceBox: @unchecked Sendable {
     // @unchecked: written before `subscribe` and read only on the polling thread.
     var handler: ((RebalanceEvent) -> Void)?
+    /// Asked before newly assigned partitions start: offsets to start them at (others
+    /// start at the committed offset).
+    var startOffsets: (([TopicPartition]) -> [TopicPartition: Int64])?
     let logger: Logger
     init(logger: Logger) { self.logger = logger }
 }
@@ -94,6 +97,14 @@ public final class KafkaConsumer: @unchecked Sendable {
             let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
             let list = PartitionList.entries(partitions).map(\.0)
             if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+                if let startOffsets = box.startOffsets?(list), !startOffsets.isEmpty {
+                    for i in 0..<Int(partitions.pointee.cnt) {
+                        let e = partitions.pointee.elems[i]
+                        if let offset = startOffsets[TopicPartition(String(cString: e.topic), e.partition)] {
+                            partitions.pointee.elems[i].offset = offset
+                        }
+                    }
+                }
                 if cooperative {
                     if let error = rd_kafka_incremental_assign(rk, partitions) {
                         box.logger.error("incremental assign failed", metadata: ["beckon.error": "\(KafkaError(consuming: error, context: "assign"))"])
@@ -131,8 +142,15 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Joins the group for these topics. `handler` is called on the polling thread, inside
     /// `poll`, before partitions are taken away (so work can be flushed and committed) and
     /// after new ones are assigned.
-    public func subscribe(_ topics: [String], onRebalance handler: @escaping (RebalanceEvent) -> Void) throws(KafkaError) {
+    ///
+    /// `startOffsets`, if given, is asked before new partitions start, and may name an
+    /// offset to start each at instead of the committed one (to re-read for recovery).
+    public func subscribe(
+        _ topics: [String], startOffsets: (([TopicPartition]) -> [TopicPartition: Int64])? = nil,
+        onRebalance handler: @escaping (RebalanceEvent) -> Void
+    ) throws(KafkaError) {
         box.handler = handler
+        box.startOffsets = startOffsets
         let list = PartitionList(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), nil) })
         let err = rd_kafka_subscribe(handle, list.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe \(topics)") }

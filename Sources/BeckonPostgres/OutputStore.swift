@@ -15,14 +15,31 @@ public struct OutputStore: Sendable {
         public var deadLetters = 0
     }
 
-    /// Stores decisions and dead letters in one transaction.
+    /// Where a partition's state must be rebuilt from, as of a committed offset.
+    public struct PartitionState: Sendable, Equatable {
+        public var group: String
+        public var topic: String
+        public var partition: Int32
+        public var committedOffset: Int64
+        public var rebuildFrom: Int64
+
+        public init(group: String, topic: String, partition: Int32, committedOffset: Int64, rebuildFrom: Int64) {
+            self.group = group
+            self.topic = topic
+            self.partition = partition
+            self.committedOffset = committedOffset
+            self.rebuildFrom = rebuildFrom
+        }
+    }
+
+    /// Stores decisions, dead letters and partition rebuild points in one transaction.
     /// - Returns: how many rows were new.
     @discardableResult
     public func write(
         decisions: [(Decision, source: TopicPartitionRef?)], deadLetters: [DeadLetter], rules: [Rule] = [],
-        on connection: PostgresConnection
+        partitions: [PartitionState] = [], on connection: PostgresConnection
     ) throws(PostgresError) -> Written {
-        guard !decisions.isEmpty || !deadLetters.isEmpty || !rules.isEmpty else { return Written() }
+        guard !decisions.isEmpty || !deadLetters.isEmpty || !rules.isEmpty || !partitions.isEmpty else { return Written() }
         var written = Written()
         try connection.execute("BEGIN", context: "begin output batch")
         do {
@@ -38,12 +55,30 @@ public struct OutputStore: Sendable {
                     ON CONFLICT DO NOTHING
                     """, [rule.id, rule.version, rule.file, rule.sourceText], context: "store rule version")
             }
+            for state in partitions {
+                try connection.execute("""
+                    INSERT INTO beckon_partition_state (group_id, topic, partition, committed_offset, rebuild_from)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (group_id, topic, partition) DO UPDATE
+                    SET committed_offset = EXCLUDED.committed_offset, rebuild_from = EXCLUDED.rebuild_from, updated_at = now()
+                    """, [state.group, state.topic, String(state.partition), String(state.committedOffset), String(state.rebuildFrom)],
+                    context: "store partition rebuild point")
+            }
             try connection.execute("COMMIT", context: "commit output batch")
         } catch {
             _ = try? connection.execute("ROLLBACK")
             throw error
         }
         return written
+    }
+
+    /// The stored rebuild point of a partition, if any.
+    public func partitionState(group: String, topic: String, partition: Int32, on connection: PostgresConnection) throws(PostgresError) -> PartitionState? {
+        let rows = try connection.execute(
+            "SELECT committed_offset, rebuild_from FROM beckon_partition_state WHERE group_id = $1 AND topic = $2 AND partition = $3",
+            [group, topic, String(partition)], context: "read partition rebuild point").rows
+        guard let row = rows.first, let committed = row[0].flatMap({ Int64($0) }), let from = row[1].flatMap({ Int64($0) }) else { return nil }
+        return PartitionState(group: group, topic: topic, partition: partition, committedOffset: committed, rebuildFrom: from)
     }
 
     private func insertDecisions(_ rows: ArraySlice<(Decision, source: TopicPartitionRef?)>, on connection: PostgresConnection) throws(PostgresError) -> Int {
