@@ -169,7 +169,7 @@ public enum RuleFiles {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
-                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && $0 != "policy.yaml" }.sorted()
         } catch {
             return .failure(RuleSetErrors(errors: [SourceError(file: directory, line: 0, column: 0, message: "cannot read the rules folder: \(error.localizedDescription)")]))
         }
@@ -182,6 +182,16 @@ public enum RuleFiles {
             files.append((path, text))
         }
         return RuleSet.load(files: files)
+    }
+
+    /// The policy at `<rules>/policy.yaml`; nil when there is none (the standard one applies).
+    public static func loadPolicy(directory: String) -> Result<Policy, RuleSetErrors>? {
+        let path = (directory as NSString).appendingPathComponent("policy.yaml")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return .failure(RuleSetErrors(errors: [SourceError(file: path, line: 0, column: 0, message: "cannot read the file (not UTF-8?)")]))
+        }
+        return Policy.load(file: path, text: text)
     }
 
     /// The intent model at `<rules>/models/intent.yaml`; nil when there is none.

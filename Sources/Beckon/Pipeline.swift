@@ -92,6 +92,7 @@ public final class Pipeline: @unchecked Sendable {
     public let configuration: BeckonConfiguration
     private let rules: RuleSet
     private let model: IntentModel
+    private let policy: Policy
     private let logger: Logger
     private let now: @Sendable () -> EventTime
     private let decoder = EventDecoder()
@@ -112,7 +113,7 @@ public final class Pipeline: @unchecked Sendable {
     ///   - now: the wall clock; tests pass their own.
     ///   - onDecision: called for each decision once it is durable.
     public init(
-        configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, logger: Logger,
+        configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, policy: Policy = .standard, logger: Logger,
         metrics: any MetricsFactory = MetricsSystem.factory,
         now: @escaping @Sendable () -> EventTime = wallClockNow, onDecision: (@Sendable (Decision) -> Void)? = nil
     ) {
@@ -120,6 +121,7 @@ public final class Pipeline: @unchecked Sendable {
         self.configuration = configuration
         self.rules = rules
         self.model = model
+        self.policy = policy
         self.logger = logger
         self.now = now
         self.onDecision = onDecision
@@ -421,7 +423,7 @@ public final class Pipeline: @unchecked Sendable {
         switch event {
         case .assigned(let partitions):
             for tp in partitions where tp.topic == configuration.eventsTopic {
-                var lane = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, configuration: configuration.engine))
+                var lane = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, policy: policy, configuration: configuration.engine))
                 lane.rebuildUntil = pendingRebuilds.removeValue(forKey: tp.partition) ?? -1
                 lanes[tp.partition] = lane
             }

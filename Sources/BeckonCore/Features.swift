@@ -160,8 +160,8 @@ struct VisitorFeatures: Sendable, Equatable {
     var lastSentiment: Float = 0
     var lastSentimentAt = Tick.never
     var minSentiment: Float = 0
-    var lastAgentChatStart = Tick.never
-    var lastChatEnd = Tick.never
+    /// (tick, 1 = a chat with an agent started, 2 = a chat ended) of the latest chat events.
+    var chats = Recent4()
     var offersShown: UInt8 = 0
     var offersAccepted: UInt8 = 0
     var offersDismissed: UInt8 = 0
@@ -227,9 +227,9 @@ struct VisitorFeatures: Sendable, Equatable {
                 lastSentiment = score
             }
         case .chatStarted where event.properties.chatWith == "agent":
-            lastAgentChatStart = max(lastAgentChatStart, tick)
+            chats.insert(tick, tag: 1)
         case .chatEnded:
-            lastChatEnd = max(lastChatEnd, tick)
+            chats.insert(tick, tag: 2)
         case .purchase:
             purchased = true
             lastCheckoutProgress = max(lastCheckoutProgress, tick)
@@ -376,7 +376,7 @@ public enum Feature: String, CaseIterable, Sendable {
         case .chatSentiment: return "Sentiment of the visitor's latest chat message (the text itself is not kept)."
         case .chatSentimentMin: return "Most negative sentiment of the visitor's chat messages in the session (0 if none)."
         case .negativeMessages: return "Visitor chat messages with sentiment ≤ −0.25 in the session."
-        case .humanChat: return "1 while a chat with a human agent is in progress."
+        case .humanChat: return "1 while a chat with a human agent is in progress (its start is the latest chat event)."
         case .offersShown: return "Offers shown in the session (offer_shown events)."
         case .offersAccepted: return "Offers accepted in the session."
         case .offersDismissed: return "Offers dismissed in the session."
@@ -430,11 +430,22 @@ public enum Feature: String, CaseIterable, Sendable {
         case .chatSentiment: return Double(f.lastSentiment)
         case .chatSentimentMin: return Double(f.minSentiment)
         case .negativeMessages: return Double(f.negativeMessages)
-        case .humanChat: return b(f.lastAgentChatStart != .never && f.lastAgentChatStart > f.lastChatEnd)
+        case .humanChat: return b(Self.inHumanChat(f.chats, at: now))
         case .offersShown: return Double(f.offersShown)
         case .offersAccepted: return Double(f.offersAccepted)
         case .offersDismissed: return Double(f.offersDismissed)
         }
+    }
+
+    /// In a human chat at `now`: the latest chat event at or before `now` is an agent chat's
+    /// start (an end at the same instant wins). Later events, which may already be applied
+    /// when a timer due at `now` fires, do not count.
+    static func inHumanChat(_ chats: Recent4, at now: Tick) -> Bool {
+        var latest: (Tick, UInt32)?
+        chats.forEach { tick, tag in
+            if tick <= now, latest.map({ (tick, tag) > $0 }) ?? true { latest = (tick, tag) }
+        }
+        return latest?.1 == 1
     }
 
     /// Three clicks on one element within 2 s among the latest four, the last within a minute.

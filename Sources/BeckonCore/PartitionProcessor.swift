@@ -28,6 +28,8 @@ public struct ProcessorStatistics: Sendable, Equatable {
     public var evictedVisitors = 0
     /// Tracker retries: an `event_id` the visitor sent recently, dropped (not dead-lettered).
     public var duplicateEvents = 0
+    /// Firings the policy kept from being shown, by reason.
+    public var suppressed: [String: Int] = [:]
 }
 
 /// FNV-1a, 64 bits, never 0.
@@ -82,6 +84,8 @@ struct VisitorState: Sendable {
     var lastPageTime = EventTime(milliseconds: .min)
     var lastPageID: UInt64 = 0
     var latestDwellDue = EventTime(milliseconds: .min)
+    /// Event time of the visitor's latest prompt (for the policy's minimum gap).
+    var lastPrompt = EventTime(milliseconds: Int64.min / 2)
     /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
     var sessionPosition: Int64 = -1
     /// Rules (bit per rule index < 64) already settled for the current page view, fired or
@@ -265,6 +269,7 @@ public struct PartitionProcessor: Sendable {
     public let configuration: EngineConfiguration
     public private(set) var rules: RuleSet
     public let model: IntentModel
+    public let policy: Policy
     public private(set) var watermark: Watermark
     public private(set) var statistics = ProcessorStatistics()
     private var visitors = VisitorTable()
@@ -285,9 +290,10 @@ public struct PartitionProcessor: Sendable {
     private var sessionStarts: [Int64: Int32] = [:]
     static let positionBlock: Int64 = 1024
 
-    public init(rules: RuleSet, model: IntentModel = .empty, configuration: EngineConfiguration = EngineConfiguration()) {
+    public init(rules: RuleSet, model: IntentModel = .empty, policy: Policy = .standard, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
         self.model = model
+        self.policy = policy
         let features = model.features
         self.modelFeatures = features
         self.compiledIntents = model.intents.map { intent in
@@ -493,7 +499,7 @@ public struct PartitionProcessor: Sendable {
         for due in byDue.keys.sorted() {
             let winner = byDue[due]!.max { a, b in Self.ranks(rules.rules[a], below: rules.rules[b]) }!
             for rule in byDue[due]! { visitor.settle(rule) }
-            if let decision = decide(due: due, rule: winner, visitor: visitor, wallNow: wallNow) { decisions.append(decision) }
+            if let decision = decide(due: due, rule: winner, visitor: &visitor, wallNow: wallNow) { decisions.append(decision) }
         }
         return decisions
     }
@@ -538,7 +544,7 @@ public struct PartitionProcessor: Sendable {
         func flush(_ batch: inout [(due: EventTime, slot: Int32, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
             guard let first = batch.first else { return }
             let winner = batch.max { a, b in Self.ranks(processor.rules.rules[a.rule], below: processor.rules.rules[b.rule]) }!
-            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: processor.visitors.pointer(first.slot).pointee, wallNow: wallNow) {
+            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: &processor.visitors.pointer(first.slot).pointee, wallNow: wallNow) {
                 decisions.append(decision)
             }
             batch.removeAll(keepingCapacity: true)
@@ -593,9 +599,21 @@ public struct PartitionProcessor: Sendable {
         return decisions
     }
 
-    private func decide(due: EventTime, rule index: Int, visitor: VisitorState, wallNow: EventTime) -> Decision? {
+    /// A firing becomes a decision unless the policy suppresses it (counted by reason).
+    private mutating func decide(due: EventTime, rule index: Int, visitor: inout VisitorState, wallNow: EventTime) -> Decision? {
         guard let path = visitor.pagePath else { return nil }
         let rule = rules.rules[index]
+        var suppression: Policy.Suppression?
+        if policy.quietDuringHumanChat && Feature.humanChat.value(visitor.features, page: visitor.page, now: Tick(due)) == 1 {
+            suppression = .inChat
+        } else if due < visitor.lastPrompt + policy.minimumGap {
+            suppression = .minGap
+        }
+        if let suppression {
+            statistics.suppressed[suppression.rawValue, default: 0] += 1
+            return nil
+        }
+        visitor.lastPrompt = due
         return Decision(
             id: Decision.makeID(visitorID: visitor.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
             visitorID: visitor.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,

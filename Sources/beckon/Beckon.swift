@@ -98,6 +98,12 @@ struct Run: AsyncParsableCommand {
         case .failure(let errors)?: throw ValidationError("the intent model in \(config.rulesDirectory)/models is invalid:\n\(errors)")
         case nil: logger.warning("no intent model at \(config.rulesDirectory)/models/intent.yaml: decisions will carry no intent scores")
         }
+        var policy = Policy.standard
+        switch RuleFiles.loadPolicy(directory: config.rulesDirectory) {
+        case .success(let loaded)?: policy = loaded
+        case .failure(let errors)?: throw ValidationError("the policy in \(config.rulesDirectory)/policy.yaml is invalid:\n\(errors)")
+        case nil: logger.notice("no \(config.rulesDirectory)/policy.yaml: the standard policy applies (min_gap 2m, quiet during human chat)")
+        }
         let printEach = printDecisions
         let registry = PrometheusCollectorRegistry()
         var metricsServer: MetricsServer?
@@ -110,7 +116,7 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { metricsServer?.close() }
-        let pipeline = Pipeline(configuration: config, rules: rules, model: model, logger: logger, metrics: PrometheusMetricsFactory(registry: registry), onDecision: { decision in
+        let pipeline = Pipeline(configuration: config, rules: rules, model: model, policy: policy, logger: logger, metrics: PrometheusMetricsFactory(registry: registry), onDecision: { decision in
             guard printEach else { return }
             let line = "\(decision.eventTime.rfc3339)  \(decision.action.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
                 + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"
@@ -221,6 +227,15 @@ struct Rules: AsyncParsableCommand {
             case .failure(let errors):
                 for error in errors.errors { print(error) }
                 failed = true
+            }
+            switch RuleFiles.loadPolicy(directory: dir) {
+            case .success(let policy)?:
+                print("policy OK: min_gap \(policy.minimumGap), quiet during human chat: \(policy.quietDuringHumanChat)")
+            case .failure(let errors)?:
+                for error in errors.errors { print(error) }
+                failed = true
+            case nil:
+                print("no policy.yaml: the standard policy applies")
             }
             switch RuleFiles.loadModel(directory: dir) {
             case .success(let model)?:

@@ -120,10 +120,43 @@ struct ProcessorTests {
 
     @Test func rulesDueAtDifferentTimesEachFire() throws {
         let rules = try makeRules([("short", "/checkout/payment", "10s", 1), ("long", "/checkout/payment", "45s", 1)])
-        var p = PartitionProcessor(rules: rules, configuration: configuration())
+        var p = PartitionProcessor(rules: rules, policy: Policy(minimumGap: .zero), configuration: configuration())
         _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
         #expect(p.advanceIdle(wallNow: wall + .seconds(20)).map(\.ruleID) == ["short"])
         #expect(p.advanceIdle(wallNow: wall + .seconds(60)).map(\.ruleID) == ["long"])
+    }
+
+    @Test func thePolicyKeepsTheMinimumGapBetweenPrompts() throws {
+        let rules = try makeRules([("short", "/checkout/payment", "10s", 1), ("long", "/checkout/payment", "45s", 1), ("later", "/thanks", "10s", 1)])
+        var p = PartitionProcessor(rules: rules, policy: Policy(minimumGap: .minutes(2)), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(20)).map(\.ruleID) == ["short"])
+        // 35 s after the first prompt: inside the 2-minute gap.
+        #expect(p.advanceIdle(wallNow: wall + .seconds(60)).isEmpty)
+        #expect(p.statistics.suppressed == ["min_gap": 1])
+        // At 130 s + 10 s the gap since 10 s has passed.
+        _ = p.process(view("alice", "a2", at: 130, "/thanks"), arrivedAt: wall + .seconds(60))
+        #expect(p.advanceIdle(wallNow: wall + .seconds(300)).map(\.ruleID) == ["later"])
+    }
+
+    @Test func noPromptWhileAHumanAgentChats() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "30s", 1)]), configuration: configuration())
+        _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
+        var chat = EventProperties()
+        chat.chatWith = "agent"
+        _ = p.process(Event(id: "a2", type: .chatStarted, visitorID: "alice", time: t0 + .seconds(5), properties: chat), arrivedAt: wall)
+        #expect(p.advanceIdle(wallNow: wall + .seconds(60)).isEmpty)
+        #expect(p.statistics.suppressed == ["in_chat": 1])
+    }
+
+    @Test func policyFilesAreChecked() throws {
+        let policy = try Policy.load(file: "policy.yaml", text: "min_gap: 5m\nquiet_during_human_chat: false\n").get()
+        #expect(policy == Policy(minimumGap: .minutes(5), quietDuringHumanChat: false))
+        guard case .failure(let errors) = Policy.load(file: "policy.yaml", text: "min_gap: soon\n") else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(errors.errors.map(\.description) == ["policy.yaml:1:10: min_gap must be a duration such as 45s, 2m or 1h"])
     }
 
     @Test func lateEventsAreCountedAndChangeNoState() throws {
