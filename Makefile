@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PKG_CONFIG_PATH := $(CURDIR)/.deps/librdkafka/lib/pkgconfig
 
-.PHONY: setup build release demo test test-unit bench fuzz clean distclean
+.PHONY: setup build release demo test test-unit chaos bench fuzz clean distclean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,8 +18,12 @@ release: setup
 demo: release
 	@bash scripts/demo.sh
 
+# Unit and integration tests, then the short chaos run (kill -9, PostgreSQL outage,
+# a group member lost) against the release binary.
 test: setup
 	swift test
+	swift build -c release --product beckon
+	bash scripts/chaos.sh --short
 
 test-unit: setup
 	swift test --filter BeckonCoreTests
@@ -30,6 +34,10 @@ clean:
 # Also removes the project-local librdkafka build and the Tansu venv.
 distclean: clean
 	rm -rf .deps
+
+# The full chaos run: 20 kill -9 cycles, PostgreSQL down for 20 s, a lost group member.
+chaos: release
+	bash scripts/chaos.sh
 
 # Micro-benchmarks (ordo-one/benchmark), built apart from the tests in .build-bench.
 bench: setup

@@ -105,6 +105,9 @@ public final class Pipeline: @unchecked Sendable {
     private var outage: Outage?
     /// Rebuild ends for partitions being assigned (set by `rebuildPoints`).
     private var pendingRebuilds: [Int32: Int64] = [:]
+    /// Partitions whose state could not be recovered: read nothing, commit nothing.
+    private var blockedPartitions: Set<Int32> = []
+    private var stopSignal: StopSignal?
     private let metrics: PipelineMetrics
     private let summaryBox = Mutex(RunSummary())
     private let onDecision: (@Sendable (Decision) -> Void)?
@@ -141,6 +144,7 @@ public final class Pipeline: @unchecked Sendable {
     public func run(stop: StopSignal, exit: ExitCondition = .never) throws {
         let database = try connectDatabase(stop: stop)
         self.database = database
+        self.stopSignal = stop
         let producer = try KafkaProducer.make(configuration: configuration.kafka, logger: logger)
         self.producer = producer
         let consumer = try KafkaConsumer.make(configuration: configuration.kafka, logger: logger)
@@ -219,6 +223,7 @@ public final class Pipeline: @unchecked Sendable {
 
     private func handle(_ message: KafkaMessage) {
         let wallNow = now()
+        if blockedPartitions.contains(message.partition) { return }
         guard var lane = lanes[message.partition] else {
             // A message for a partition we do not own (should not happen); process nothing, commit nothing.
             logger.warning("message for unassigned partition", metadata: ["beckon.partition": "\(message.partition)"])
@@ -286,7 +291,7 @@ public final class Pipeline: @unchecked Sendable {
                 try? consumer?.resume(partitions)
                 summaryBox.withLock { $0.paused = false }
                 metrics.paused.record(0)
-                logger.notice("\(wasDown.failing) again after \(Double((now() - wasDown.since).value) / 1000) s; outputs durable, offsets committed, consumption resumed", metadata: [
+                logger.notice("outputs durable again after \(Double((now() - wasDown.since).value) / 1000) s (\(wasDown.failing) before); offsets committed, consumption resumed", metadata: [
                     "beckon.attempts": "\(wasDown.attempts)",
                 ])
             }
@@ -403,17 +408,32 @@ public final class Pipeline: @unchecked Sendable {
         let group = configuration.kafka["group.id"] ?? "beckon"
         var starts: [TopicPartition: Int64] = [:]
         for tp in partitions where tp.topic == configuration.eventsTopic {
-            do {
-                guard let state = try OutputStore().partitionState(group: group, topic: tp.topic, partition: tp.partition, on: database) else { continue }
-                if state.rebuildFrom < state.committedOffset {
-                    starts[tp] = state.rebuildFrom
-                    pendingRebuilds[tp.partition] = state.committedOffset
-                    logger.info("rebuilding partition state", metadata: [
-                        "beckon.partition": "\(tp.partition)", "beckon.from": "\(state.rebuildFrom)", "beckon.until": "\(state.committedOffset)",
-                    ])
+            // Without its rebuild point a partition cannot be processed correctly (its
+            // visitors' windows would start empty), so wait for PostgreSQL: nothing is
+            // read meanwhile, and the group allows max.poll.interval.ms for this.
+            var delay = 0.5
+            while true {
+                do {
+                    let state = try OutputStore().partitionState(group: group, topic: tp.topic, partition: tp.partition, on: database)
+                    if let state, state.rebuildFrom < state.committedOffset {
+                        starts[tp] = state.rebuildFrom
+                        pendingRebuilds[tp.partition] = state.committedOffset
+                        logger.info("rebuilding partition state", metadata: [
+                            "beckon.partition": "\(tp.partition)", "beckon.from": "\(state.rebuildFrom)", "beckon.until": "\(state.committedOffset)",
+                        ])
+                    }
+                    break
+                } catch {
+                    if !error.isRetriable || stopSignal?.isSet == true {
+                        logger.error("cannot read the rebuild point of partition \(tp.partition); it is not processed by this instance (nothing is committed for it)", metadata: ["beckon.error": "\(error)"])
+                        blockedPartitions.insert(tp.partition)
+                        break
+                    }
+                    logger.warning("PostgreSQL unavailable while taking over partition \(tp.partition); waiting \(delay) s to read its rebuild point", metadata: ["beckon.error": "\(error)"])
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(delay * 2, 5)
+                    try? database.reset()
                 }
-            } catch {
-                logger.warning("cannot read the rebuild point of partition \(tp.partition); starting at its committed offset without rebuilding state", metadata: ["beckon.error": "\(error)"])
             }
         }
         return starts
@@ -423,11 +443,14 @@ public final class Pipeline: @unchecked Sendable {
         switch event {
         case .assigned(let partitions):
             for tp in partitions where tp.topic == configuration.eventsTopic {
+                if blockedPartitions.contains(tp.partition) { continue }
                 var lane = PartitionLane(processor: PartitionProcessor(rules: rules, model: model, policy: policy, configuration: configuration.engine))
                 lane.rebuildUntil = pendingRebuilds.removeValue(forKey: tp.partition) ?? -1
                 lanes[tp.partition] = lane
             }
             if outage != nil { try? consumer?.pause(partitions) }
+            let blocked = partitions.filter { blockedPartitions.contains($0.partition) }
+            if !blocked.isEmpty { try? consumer?.pause(blocked) }
             logger.info("partitions assigned", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())"])
         case .revoked(let partitions, let lost):
             if lost {
@@ -442,7 +465,10 @@ public final class Pipeline: @unchecked Sendable {
                     pending.drop(partitions)
                 }
             }
-            for tp in partitions { lanes[tp.partition] = nil }
+            for tp in partitions {
+                lanes[tp.partition] = nil
+                blockedPartitions.remove(tp.partition)
+            }
             logger.info("partitions revoked", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())", "beckon.lost": "\(lost)"])
         }
     }

@@ -190,7 +190,49 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct Topics: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage Kafka topics.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage Kafka topics.", subcommands: [Create.self, Stats.self])
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read a topic to its end and count its messages and distinct decision ids.",
+            discussion: """
+                For the decisions topic: delivery is at least once, so a restart can publish a decision \
+                again; chat frontends drop repeats by decision_id. The difference of the two counts is \
+                the number of such repeats. Prints: messages N, distinct decision_id M, repeats N-M.
+                """)
+        @Argument(help: "Topic to read (default: topics.decisions).") var topic: String?
+        @Option(help: "Give up after this many seconds.") var timeout: Double = 60
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let config = try common.load()
+            let topic = topic ?? config.decisionsTopic
+            var kafka = config.kafka
+            kafka["group.id"] = "beckon-stats-\(UInt32.random(in: 0...UInt32.max))"
+            let consumer = try KafkaConsumer.make(configuration: kafka, logger: common.logger())
+            defer { consumer.close() }
+            try consumer.subscribe([topic]) { _ in }
+            let partitions = try KafkaAdmin.partitionCount(topic: topic, configuration: config.kafka) ?? 1
+            var atEnd: Set<Int32> = []
+            var messages = 0
+            var ids: Set<String> = []
+            let deadline = Date().addingTimeInterval(timeout)
+            while atEnd.count < Int(partitions) {
+                guard Date() < deadline else { throw ValidationError("\(topic): not every partition reached its end within \(Int(timeout)) s") }
+                switch consumer.poll(timeoutMs: 200) {
+                case .message(let m)?:
+                    messages += 1
+                    atEnd.remove(m.partition)
+                    if case .string(let id)? = (try? JSONParser.parse(m.value))?["decision_id"] { ids.insert(id) }
+                case .endOfPartition(let tp, _)?:
+                    atEnd.insert(tp.partition)
+                default:
+                    continue
+                }
+            }
+            print("messages \(messages), distinct decision_id \(ids.count), repeats \(messages - ids.count)")
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create the events, decisions and dead-letter topics if missing.")
