@@ -90,20 +90,7 @@ start_chaos() {  # start_chaos NAME -> sets last_pid (a watchdog ends a run stuc
   runs=$((runs + 1))
 }
 
-# 1. kill -9 at random moments.
-killed=0
-for i in $(seq "$KILLS"); do
-  start_chaos "run-$i"
-  sleep "$((4 + RANDOM % 5)).$((RANDOM % 10))"  # a group join takes ~3 s
-  if kill -0 "$last_pid" 2>/dev/null; then
-    kill -9 "$last_pid"
-    killed=$((killed + 1))
-  fi
-  wait "$last_pid" 2>/dev/null || true
-done
-say "$KILLS kill -9 cycles ($killed landed mid-run)"
-
-# 2. PostgreSQL goes away mid-run, and comes back.
+# 1. PostgreSQL goes away mid-run, and comes back.
 start_chaos outage
 for _ in $(seq 300); do grep -q "partitions assigned" "$RUN_DIR/outage.log" && break; sleep 0.1; done
 sleep 1
@@ -123,6 +110,21 @@ if kill -0 "$outage_pid" 2>/dev/null; then kill -9 "$outage_pid"; fi
 wait "$outage_pid" 2>/dev/null || true
 grep -q "PostgreSQL unavailable: paused consumption" "$RUN_DIR/outage.log" && say "the instance paused during the outage" ||
   say "the instance did not see the outage (it had finished or was between batches)"
+
+# 2. kill -9 at random moments of processing (a moment after the partitions are
+#    assigned; each restart rebuilds state and goes on from the committed offsets).
+killed=0
+for i in $(seq "$KILLS"); do
+  start_chaos "run-$i"
+  for _ in $(seq 300); do grep -q "partitions assigned" "$RUN_DIR/run-$i.log" && break; sleep 0.1; done
+  sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+  if kill -0 "$last_pid" 2>/dev/null; then
+    kill -9 "$last_pid"
+    killed=$((killed + 1))
+  fi
+  wait "$last_pid" 2>/dev/null || true
+done
+say "$KILLS kill -9 cycles ($killed landed mid-run)"
 
 # 3. Two instances in one group; one is killed mid-run and the other takes over its
 #    partitions (after the dead member's session times out), then stops with SIGTERM.

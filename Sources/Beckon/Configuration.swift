@@ -21,6 +21,10 @@ public struct BeckonConfiguration: Sendable, Equatable {
     public var batchSize = 5000
     /// Longest wait for the first message of a batch.
     public var pollTimeout = Millis(100)
+    /// Kafka transactions: when set, decisions, dead letters and input offsets of a batch are
+    /// committed in one Kafka transaction with this `transactional.id` (Apache Kafka; not
+    /// verified here: Tansu's transactions do not isolate). Empty: idempotent producer.
+    public var transactionalID = ""
     /// Where `beckon run` serves Prometheus metrics (`GET /metrics`); empty: nowhere.
     public var metricsListen = "127.0.0.1:9464"
 
@@ -40,6 +44,7 @@ public struct BeckonConfiguration: Sendable, Equatable {
         ("engine.session_gap", "inactivity that ends a session (default 30m)"),
         ("run.batch_size", "most messages between two output flushes and offset commits (default 5000)"),
         ("run.poll_timeout", "longest wait for the first message of a batch (default 100ms)"),
+        ("run.transactional_id", "Kafka transactional.id: commit each batch's outputs and input offsets in one Kafka transaction (Apache Kafka only; untested on Tansu, whose transactions do not isolate; default empty = idempotent producer + deterministic ids)"),
         ("metrics.listen", "host:port where `beckon run` serves Prometheus metrics at /metrics; empty to disable (default 127.0.0.1:9464)"),
     ]
 
@@ -116,6 +121,7 @@ public struct BeckonConfiguration: Sendable, Equatable {
         case "engine.session_gap": engine.sessionGap = try duration()
         case "run.batch_size": batchSize = try positive()
         case "run.poll_timeout": pollTimeout = try duration()
+        case "run.transactional_id": transactionalID = value
         case "metrics.listen":
             if !value.isEmpty, value.split(separator: ":", omittingEmptySubsequences: false).count != 2 || UInt16(value.split(separator: ":").last ?? "") == nil {
                 throw Error(key: key, source: source, message: "'\(value)' is not host:port such as 127.0.0.1:9464 (empty disables metrics)")

@@ -145,7 +145,13 @@ public final class Pipeline: @unchecked Sendable {
         let database = try connectDatabase(stop: stop)
         self.database = database
         self.stopSignal = stop
-        let producer = try KafkaProducer.make(configuration: configuration.kafka, logger: logger)
+        var producerConfiguration = configuration.kafka
+        if transactional { producerConfiguration["transactional.id"] = configuration.transactionalID }
+        let producer = try KafkaProducer.make(configuration: producerConfiguration, logger: logger)
+        if transactional {
+            try producer.initTransactions()
+            logger.notice("Kafka transactions on (transactional.id \(configuration.transactionalID)): outputs and offsets commit together; consumers of the decisions topic should read with isolation.level=read_committed")
+        }
         self.producer = producer
         let consumer = try KafkaConsumer.make(configuration: configuration.kafka, logger: logger)
         self.consumer = consumer
@@ -166,7 +172,8 @@ public final class Pipeline: @unchecked Sendable {
         while !stop.isSet {
             collectBatch(consumer)
             let wallNow = now()
-            for (partition, var lane) in lanes where lane.caughtUp {
+            for partition in lanes.keys.sorted() where lanes[partition]!.caughtUp {
+                var lane = lanes.removeValue(forKey: partition)!  // one owner: mutated in place
                 let decisions = lane.processor.advanceIdle(wallNow: wallNow)
                 lanes[partition] = lane
                 append(decisions, partition: partition)
@@ -224,7 +231,9 @@ public final class Pipeline: @unchecked Sendable {
     private func handle(_ message: KafkaMessage) {
         let wallNow = now()
         if blockedPartitions.contains(message.partition) { return }
-        guard var lane = lanes[message.partition] else {
+        // Taken out of the dictionary, not copied: the processor's visitor table then has one
+        // owner and is mutated in place (a second reference would make it copy itself).
+        guard var lane = lanes.removeValue(forKey: message.partition) else {
             // A message for a partition we do not own (should not happen); process nothing, commit nothing.
             logger.warning("message for unassigned partition", metadata: ["beckon.partition": "\(message.partition)"])
             return
@@ -309,12 +318,18 @@ public final class Pipeline: @unchecked Sendable {
         }
     }
 
+    private var transactional: Bool { !configuration.transactionalID.isEmpty }
+
     /// One attempt. Returns false (and starts or continues an outage) on a transient failure.
     private func attemptFlush() throws -> Bool {
         guard !pending.isEmpty, let producer, let consumer, let database else { return true }
         do {
-            try writeOutputs(producer: producer, database: database)
-            try consumer.commit(pending.offsets)
+            if transactional {
+                try writeTransactionally(producer: producer, consumer: consumer, database: database)
+            } else {
+                try writeOutputs(producer: producer, database: database)
+                try consumer.commit(pending.offsets)
+            }
         } catch {
             let failing: String
             switch error {
@@ -364,6 +379,26 @@ public final class Pipeline: @unchecked Sendable {
                 return
             }
             Thread.sleep(forTimeInterval: 0.5)
+        }
+    }
+
+    /// Transactional mode: the batch's decisions, dead letters and input offsets commit in
+    /// one Kafka transaction, after PostgreSQL has committed its rows (a crash in between
+    /// re-derives the same ids, which PostgreSQL keeps once). Any failure aborts the
+    /// transaction, so a retry sends everything again inside a new one.
+    private func writeTransactionally(producer: KafkaProducer, consumer: KafkaConsumer, database: PostgresConnection) throws {
+        try producer.beginTransaction()
+        do {
+            pending.sentDecisions = 0
+            pending.sentDeadLetters = 0
+            try writeOutputs(producer: producer, database: database)
+            try producer.sendOffsetsToTransaction(pending.offsets, consumer: consumer)
+            try producer.commitTransaction()
+        } catch {
+            try? producer.abortTransaction()
+            pending.sentDecisions = 0
+            pending.sentDeadLetters = 0
+            throw error
         }
     }
 

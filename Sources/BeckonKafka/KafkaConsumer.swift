@@ -191,6 +191,11 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Commits the given next-offsets (last processed + 1) synchronously.
+    /// The group's metadata for `send_offsets_to_transaction`; the caller destroys it.
+    func groupMetadata() -> OpaquePointer {
+        rd_kafka_consumer_group_metadata(handle)
+    }
+
     public func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         let list = PartitionList(offsets.sorted { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }.map { ($0.key, $0.value) })

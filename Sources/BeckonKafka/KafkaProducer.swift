@@ -39,7 +39,7 @@ final class DeliveryBatch: Sendable {
 public final class KafkaProducer: @unchecked Sendable {
     // @unchecked: the rd_kafka_t handle is thread-safe for produce/poll/flush; the class
     // holds no other mutable state.
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     private let logger: Logger
 
     private init(handle: OpaquePointer, logger: Logger) {
@@ -188,5 +188,37 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Waits until every queued message is delivered or `timeoutMs` passes.
     public func flush(timeoutMs: Int32) -> Bool {
         rd_kafka_flush(handle, timeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+}
+
+// MARK: Transactions (Apache Kafka; Tansu's transactions do not isolate)
+
+extension KafkaProducer {
+    /// Registers the producer's `transactional.id` with the coordinator (once, at start).
+    public func initTransactions(timeoutMs: Int32 = 30_000) throws(KafkaError) {
+        if let error = rd_kafka_init_transactions(handle, timeoutMs) { throw KafkaError(consuming: error, context: "init transactions") }
+    }
+
+    public func beginTransaction() throws(KafkaError) {
+        if let error = rd_kafka_begin_transaction(handle) { throw KafkaError(consuming: error, context: "begin transaction") }
+    }
+
+    /// Adds the consumer's next offsets to the open transaction: they commit with it.
+    public func sendOffsetsToTransaction(_ offsets: [TopicPartition: Int64], consumer: KafkaConsumer, timeoutMs: Int32 = 30_000) throws(KafkaError) {
+        let list = PartitionList(offsets.map { ($0.key, $0.value) })
+        let metadata = consumer.groupMetadata()
+        defer { rd_kafka_consumer_group_metadata_destroy(metadata) }
+        if let error = rd_kafka_send_offsets_to_transaction(handle, list.pointer, metadata, timeoutMs) {
+            throw KafkaError(consuming: error, context: "send offsets to transaction")
+        }
+    }
+
+    public func commitTransaction(timeoutMs: Int32 = 30_000) throws(KafkaError) {
+        if let error = rd_kafka_commit_transaction(handle, timeoutMs) { throw KafkaError(consuming: error, context: "commit transaction") }
+    }
+
+    /// Aborts the open transaction (its messages are never seen by read_committed consumers).
+    public func abortTransaction(timeoutMs: Int32 = 30_000) throws(KafkaError) {
+        if let error = rd_kafka_abort_transaction(handle, timeoutMs) { throw KafkaError(consuming: error, context: "abort transaction") }
     }
 }
