@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PKG_CONFIG_PATH := $(CURDIR)/.deps/librdkafka/lib/pkgconfig
 
-.PHONY: setup build release demo test test-unit chaos bench fuzz clean distclean
+.PHONY: setup build release demo test test-unit chaos bench bench-e2e fuzz clean distclean
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,10 @@ chaos: release
 # Micro-benchmarks (ordo-one/benchmark), built apart from the tests in .build-bench.
 bench: setup
 	BECKON_BENCHMARKS=1 swift package --scratch-path .build-bench --allow-writing-to-package-directory benchmark --format markdown
+
+# End to end on Tansu: raw librdkafka consume rate vs Beckon on the same topic, one run.
+bench-e2e: release
+	bash scripts/bench-e2e.sh
 
 # Decoder fuzzing: 1,000,000 mutated inputs from Schemas/examples.
 fuzz: setup

@@ -81,6 +81,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Exit once every partition is read to its end and no rule timer is pending (for demos and replays).")
     var exitWhenDrained = false
 
+    @Flag(help: "Exit once every partition is read to its end and its outputs are durable, without waiting for pending timers (for throughput benchmarks).")
+    var exitWhenCaughtUp = false
+
     @Flag(help: "Print one line per decision to standard output once it is durable.")
     var printDecisions = false
 
@@ -122,7 +125,7 @@ struct Run: AsyncParsableCommand {
                 + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         })
-        let service = PipelineService(pipeline: pipeline, exit: exitWhenDrained ? .drained : .never)
+        let service = PipelineService(pipeline: pipeline, exit: exitWhenDrained ? .drained : exitWhenCaughtUp ? .caughtUp : .never)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
