@@ -33,6 +33,18 @@ public struct RunSummary: Sendable, Equatable {
     public var paused = false
     /// Events re-read to rebuild state after an assignment (their decisions were made before).
     public var replayedEvents = 0
+    /// Per decision: Kafka's acknowledgment (wall clock) minus the decision's event time,
+    /// in milliseconds. Meaningful for live streams, whose event times are wall-clock
+    /// times. Kept for the first 1,000,000 decisions.
+    public var decisionLatenciesMs: [Int64] = []
+
+    /// (p50, p99, max) of `decisionLatenciesMs`, if any.
+    public var latencyPercentiles: (p50: Int64, p99: Int64, max: Int64)? {
+        guard !decisionLatenciesMs.isEmpty else { return nil }
+        let sorted = decisionLatenciesMs.sorted()
+        func at(_ q: Double) -> Int64 { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+        return (at(0.5), at(0.99), sorted.last!)
+    }
 }
 
 /// What a flush writes: decisions and dead letters, made durable before offsets move.
@@ -427,6 +439,13 @@ public final class Pipeline: @unchecked Sendable {
         }
         if !messages.isEmpty {
             try producer.send(messages)
+            let acknowledged = now()
+            let fresh = pending.decisions[pending.sentDecisions...].map { (acknowledged - $0.0.eventTime).value }
+            if !fresh.isEmpty {
+                summaryBox.withLock { s in
+                    if s.decisionLatenciesMs.count < 1_000_000 { s.decisionLatenciesMs += fresh }
+                }
+            }
             pending.sentDecisions = pending.decisions.count
             pending.sentDeadLetters = pending.deadLetters.count
         }

@@ -70,6 +70,9 @@ extension RunSummary {
             lines.append("  \(parts[0].padding(toLength: 11, withPad: " ", startingAt: 0)) \(parts.dropFirst().joined().padding(toLength: 28, withPad: " ", startingAt: 0)) \(n(count))")
         }
         lines.append("offset commits \(n(commits))" + (outputRetries > 0 ? ", output retries \(n(outputRetries))" : ""))
+        if let l = latencyPercentiles {
+            lines.append("decision latency  p50 \(l.p50) ms, p99 \(l.p99) ms, max \(l.max) ms  (Kafka ack − decision event time; meaningful for live streams)")
+        }
         return lines.joined(separator: "\n")
     }
 }

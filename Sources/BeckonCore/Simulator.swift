@@ -35,6 +35,12 @@ public struct Simulator: Sendable {
         public var span = Millis.minutes(10)
         /// Share of messages replaced by malformed ones (0...1).
         public var badShare = 0.01
+        /// End every journey with a page view of `/bye` 10 minutes later, so a consumer
+        /// without event-time timers sees every dwell end (for comparing with peers).
+        public var farewell = false
+        /// Event time runs this many times faster than the journeys' own timing (a stay of
+        /// 60 s becomes 0.6 s at 100): for live streams at a high rate from few visitors.
+        public var timeCompression = 1.0
         public init() {}
     }
 
@@ -91,7 +97,8 @@ public struct Simulator: Sendable {
             w.raw("{\"event_id\":"); w.string("e-\(visitorID)-\(seq)")
             w.raw(",\"type\":"); w.string(type)
             w.raw(",\"visitor_id\":"); w.string(visitorID)
-            w.raw(",\"ts\":"); w.string(EventTime(milliseconds: t).rfc3339)
+            let shown = configuration.start.milliseconds + Int64(Double(t - configuration.start.milliseconds) / configuration.timeCompression)
+            w.raw(",\"ts\":"); w.string(EventTime(milliseconds: shown).rfc3339)
             w.raw(",\"session_id\":"); w.string("s-\(visitorID)-1")
             w.raw(",\"channel\":"); w.string(channel)
             if let path {
@@ -102,7 +109,7 @@ public struct Simulator: Sendable {
             }
             w.raw(extra)
             w.raw("}")
-            out.append(SimulatedMessage(key: visitorID, value: w.bytes, timestamp: t, isValid: true))
+            out.append(SimulatedMessage(key: visitorID, value: w.bytes, timestamp: shown, isValid: true))
         }
         /// A page view, a ping every 15 s while the visitor stays, and time moved past the stay.
         func stay(_ path: String, seconds: ClosedRange<Int64>) {
@@ -149,6 +156,10 @@ public struct Simulator: Sendable {
             case .browse:
                 break
             }
+        }
+        if configuration.farewell {
+            t += 600_000
+            emit("page_view", path: "/bye")
         }
         return out
     }

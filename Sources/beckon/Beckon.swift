@@ -154,6 +154,11 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Share of malformed messages, 0 to 1.") var badShare = 0.01
     @Option(help: "Spread of session starts in event time, e.g. 10m.") var span = "10m"
     @Flag(help: "Write JSON lines to standard output instead of producing to Kafka.") var stdout = false
+    @Flag(help: "End every journey with a page view of /bye 10 minutes later (for comparisons with consumers that have no timers).")
+    var farewell = false
+    @Option(help: "Live: produce events in real time at about this many events per second, their event times the wall clock (journeys compressed in time to reach the rate).")
+    var rate: Int?
+    @Option(help: "Live: how long to produce, in seconds.") var seconds = 20
 
     func run() async throws {
         let config = try common.load()
@@ -161,8 +166,13 @@ struct Simulate: AsyncParsableCommand {
         sim.visitors = visitors
         sim.seed = seed
         sim.badShare = badShare
+        sim.farewell = farewell
         guard let spanValue = Millis.parse(span) else { throw ValidationError("--span '\(span)' is not a duration such as 10m") }
         sim.span = spanValue
+        if let rate {
+            try produceLive(rate: rate, config: config)
+            return
+        }
         let messages = Simulator(sim).messages()
         if stdout {
             for m in messages { print(String(decoding: m.value, as: UTF8.self)) }
@@ -176,6 +186,39 @@ struct Simulate: AsyncParsableCommand {
         }
         let bad = messages.filter { !$0.isValid }.count
         print("produced \(messages.count) events (\(bad) malformed) for \(visitors) visitors to \(config.eventsTopic)")
+    }
+
+    /// A steady live stream: `rate` events/s for `seconds`, event times = wall clock.
+    func produceLive(rate: Int, config: BeckonConfiguration) throws {
+        guard rate > 0, seconds > 0 else { throw ValidationError("--rate and --seconds must be above 0") }
+        var sim = Simulator.Configuration()
+        sim.seed = seed
+        sim.badShare = 0
+        sim.visitors = max(1, rate * seconds / 10)
+        // Journeys of a few minutes, started over 10 minutes, compressed so that the whole
+        // stream lasts about `seconds`: about `rate` events per second.
+        sim.span = .minutes(10)
+        sim.timeCompression = (10 * 60 + 5 * 60) / Double(seconds)
+        sim.start = wallClockNow() + .seconds(1)
+        let messages = Simulator(sim).messages()
+        let producer = try KafkaProducer.make(configuration: config.kafka, logger: common.logger())
+        var i = 0
+        let started = wallClockNow()
+        while i < messages.count {
+            let now = wallClockNow()
+            var batch: [OutgoingMessage] = []
+            while i < messages.count, messages[i].timestamp <= now.milliseconds {
+                let m = messages[i]
+                batch.append(OutgoingMessage(topic: config.eventsTopic, key: Array(m.key.utf8), value: m.value, timestamp: m.timestamp))
+                i += 1
+            }
+            if !batch.isEmpty { try producer.send(batch) }
+            if i < messages.count, messages[i].timestamp > wallClockNow().milliseconds {
+                Thread.sleep(forTimeInterval: min(0.005, Double(messages[i].timestamp - wallClockNow().milliseconds) / 1000))
+            }
+        }
+        let elapsed = Double((wallClockNow() - started).value) / 1000
+        print("produced \(messages.count) events live in \(String(format: "%.1f", elapsed)) s (\(Int(Double(messages.count) / elapsed)) events/s) to \(config.eventsTopic)")
     }
 }
 
