@@ -89,6 +89,22 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The whole in-process pipeline on already-fetched payloads: decode + validate, state,
+    // features, intent scores, timers, the dwell rule and the policy (min gap, human chat).
+    Benchmark("pipeline in-process: payload → decode → core → rules → policy (\(mix.count) msgs)") { benchmark in
+        let decoder = EventDecoder()
+        for _ in benchmark.scaledIterations {
+            var p = PartitionProcessor(rules: rules, model: model)
+            var n = 0
+            for (i, m) in mix.enumerated() {
+                if case .success(let e) = decoder.decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)) {
+                    n += p.process(e, arrivedAt: broker, position: Int64(i)).count
+                }
+            }
+            blackHole(n)
+        }
+    }
+
     Benchmark("core: decoded events → state → features → scores → timers (2,000 visitors, \(small.count) events)") { benchmark in
         for _ in benchmark.scaledIterations {
             var p = PartitionProcessor(rules: rules, model: model)
