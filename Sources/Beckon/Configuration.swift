@@ -192,22 +192,23 @@ public enum RuleFiles {
 
     /// The policy at `<rules>/policy.yaml`; nil when there is none (the standard one applies).
     public static func loadPolicy(directory: String) -> Result<Policy, RuleSetErrors>? {
-        let path = (directory as NSString).appendingPathComponent("policy.yaml")
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            return .failure(RuleSetErrors(errors: [SourceError(file: path, line: 0, column: 0, message: "cannot read the file (not UTF-8?)")]))
-        }
-        return Policy.load(file: path, text: text)
+        loadOptional(directory, "policy.yaml", Policy.load)
     }
 
     /// The intent model at `<rules>/models/intent.yaml`; nil when there is none.
     public static func loadModel(directory: String) -> Result<IntentModel, RuleSetErrors>? {
-        let path = (directory as NSString).appendingPathComponent("models/intent.yaml")
+        loadOptional(directory, "models/intent.yaml", IntentModel.load)
+    }
+
+    private static func loadOptional<T>(
+        _ directory: String, _ name: String, _ parse: (String, String) -> Result<T, RuleSetErrors>
+    ) -> Result<T, RuleSetErrors>? {
+        let path = (directory as NSString).appendingPathComponent(name)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             return .failure(RuleSetErrors(errors: [SourceError(file: path, line: 0, column: 0, message: "cannot read the file (not UTF-8?)")]))
         }
-        return IntentModel.load(file: path, text: text)
+        return parse(path, text)
     }
 }
 

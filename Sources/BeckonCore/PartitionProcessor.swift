@@ -196,7 +196,7 @@ final class VisitorTable: @unchecked Sendable {
 /// The heap orders small keys; the events themselves stay put in a slab, so sifting
 /// moves 32 bytes, not whole events.
 struct HeldQueue: Sendable {
-    struct Key: Sendable {
+    struct Key: Sendable, HeapOrdered {
         var time: EventTime
         var idHash: UInt64
         var slot: Int32
@@ -211,7 +211,7 @@ struct HeldQueue: Sendable {
         }
     }
 
-    private var heap: [Key] = []
+    private var heap = MinHeap<Key>()
     private var events: ContiguousArray<Event?> = []
     private var free: [Int32] = []
 
@@ -227,30 +227,11 @@ struct HeldQueue: Sendable {
             index = Int32(events.count)
             events.append(event)
         }
-        heap.append(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index, position: position))
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard Key.precedes(heap[i], heap[parent]) else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
+        heap.push(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index, position: position))
     }
 
     mutating func pop() -> (key: Key, event: Event)? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let first = heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < heap.count, Key.precedes(heap[l], heap[smallest]) { smallest = l }
-            if r < heap.count, Key.precedes(heap[r], heap[smallest]) { smallest = r }
-            if smallest == i { break }
-            heap.swapAt(i, smallest)
-            i = smallest
-        }
+        guard let first = heap.pop() else { return nil }
         var event: Event?
         swap(&event, &events[Int(first.index)])
         free.append(first.index)

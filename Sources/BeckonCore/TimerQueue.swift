@@ -31,43 +31,65 @@ extension VisitorTimer.Kind {
     }
 }
 
-/// A binary min-heap of timers, popped in deterministic order.
+/// Something a `MinHeap` orders: `precedes` is a strict total order, so pops are deterministic.
+protocol HeapOrdered {
+    static func precedes(_ a: Self, _ b: Self) -> Bool
+}
+
+extension VisitorTimer: HeapOrdered {}
+
+/// A binary min-heap.
+struct MinHeap<Element: HeapOrdered> {
+    private var heap: [Element] = []
+
+    var count: Int { heap.count }
+    var first: Element? { heap.first }
+
+    mutating func push(_ element: Element) {
+        heap.append(element)
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard Element.precedes(heap[i], heap[parent]) else { break }
+            heap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Element? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let first = heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < heap.count, Element.precedes(heap[l], heap[smallest]) { smallest = l }
+            if r < heap.count, Element.precedes(heap[r], heap[smallest]) { smallest = r }
+            if smallest == i { break }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+        return first
+    }
+}
+
+extension MinHeap: Sendable where Element: Sendable {}
+
+/// The timers of a partition, popped in deterministic order.
 public struct TimerQueue: Sendable {
-    private var heap: [VisitorTimer] = []
+    private var heap = MinHeap<VisitorTimer>()
 
     public init() {}
 
     public var count: Int { heap.count }
     public var next: VisitorTimer? { heap.first }
 
-    public mutating func schedule(_ timer: VisitorTimer) {
-        heap.append(timer)
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard VisitorTimer.precedes(heap[i], heap[parent]) else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
+    public mutating func schedule(_ timer: VisitorTimer) { heap.push(timer) }
 
     /// Removes and returns the earliest timer if it is due at `time` or before.
     public mutating func popDue(atOrBefore time: EventTime) -> VisitorTimer? {
         guard let first = heap.first, first.due <= time else { return nil }
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var smallest = i
-                if l < heap.count, VisitorTimer.precedes(heap[l], heap[smallest]) { smallest = l }
-                if r < heap.count, VisitorTimer.precedes(heap[r], heap[smallest]) { smallest = r }
-                if smallest == i { break }
-                heap.swapAt(i, smallest)
-                i = smallest
-            }
-        }
-        return first
+        return heap.pop()
     }
 }
