@@ -169,9 +169,21 @@ public struct BeckonConfiguration: Sendable, Equatable {
     }
 }
 
+/// Everything a rules folder defines: the rules, the policy, the intent model.
+public struct RuleBundle: Sendable {
+    public var rules: RuleSet
+    public var policy: Policy
+    public var model: IntentModel
+    /// False when the folder has no `policy.yaml` (the standard policy applies).
+    public var hasPolicy: Bool
+    /// False when the folder has no `models/intent.yaml`.
+    public var hasModel: Bool
+}
+
 /// Reads `*.yaml` rule files from a folder.
 public enum RuleFiles {
-    public static func load(directory: String) -> Result<RuleSet, RuleSetErrors> {
+    /// Rules only. Conditions are checked against the folder's intent model when it has a valid one.
+    public static func load(directory: String, intents: [String]? = nil) -> Result<RuleSet, RuleSetErrors> {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -187,7 +199,65 @@ public enum RuleFiles {
             }
             files.append((path, text))
         }
-        return RuleSet.load(files: files)
+        var names2 = intents
+        if names2 == nil, case .success(let model)? = loadModel(directory: directory) { names2 = model.intents.map(\.name) }
+        return RuleSet.load(files: files, intents: names2 ?? IntentModel.requiredIntents)
+    }
+
+    /// Rules, policy and model, with every error of every file. With `runningModel`, the
+    /// rules are checked against that model (a hot reload keeps the model it started with).
+    public static func loadBundle(directory: String, runningModel: IntentModel? = nil) -> Result<RuleBundle, RuleSetErrors> {
+        var errors: [SourceError] = []
+        var model = IntentModel.empty
+        var hasModel = false
+        switch loadModel(directory: directory) {
+        case .success(let m)?: model = m; hasModel = true
+        case .failure(let e)?: errors += e.errors
+        case nil: break
+        }
+        if let runningModel { model = runningModel }
+        var policy = Policy.standard
+        var hasPolicy = false
+        switch loadPolicy(directory: directory) {
+        case .success(let p)?: policy = p; hasPolicy = true
+        case .failure(let e)?: errors += e.errors
+        case nil: break
+        }
+        let intents = hasModel || runningModel != nil ? model.intents.map(\.name) : IntentModel.requiredIntents
+        switch load(directory: directory, intents: intents) {
+        case .success(let rules):
+            guard errors.isEmpty else { return .failure(RuleSetErrors(errors: errors)) }
+            return .success(RuleBundle(rules: rules, policy: policy, model: model, hasPolicy: hasPolicy, hasModel: hasModel))
+        case .failure(let e):
+            return .failure(RuleSetErrors(errors: e.errors + errors))
+        }
+    }
+
+    /// Names, sizes and modification times of the folder's YAML files: changes when a file does.
+    public static func fingerprint(directory: String) -> String {
+        var parts: [String] = []
+        for sub in ["", "models"] {
+            let dir = sub.isEmpty ? directory : (directory as NSString).appendingPathComponent(sub)
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+            for name in names {
+                let path = (dir as NSString).appendingPathComponent(name)
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+                let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+                let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                parts.append("\(sub)/\(name):\(size):\(modified)")
+            }
+        }
+        return parts.joined(separator: "|")
+    }
+
+    /// Rule tests in `<rules>/tests/*.yaml`, sorted by name.
+    public static func fixtures(directory: String) -> [(name: String, text: String)] {
+        let dir = (directory as NSString).appendingPathComponent("tests")
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+        return names.compactMap { name in
+            let path = (dir as NSString).appendingPathComponent(name)
+            return (try? String(contentsOfFile: path, encoding: .utf8)).map { (path, $0) }
+        }
     }
 
     /// The policy at `<rules>/policy.yaml`; nil when there is none (the standard one applies).

@@ -36,6 +36,12 @@ public struct Decision: Sendable, Equatable {
         StableHash.hex("decision", visitorID, ruleID, trigger)
     }
 
+    /// The id of a firing: a rule may fire more than once on one trigger (a page view whose
+    /// condition turns false and true again), never twice at one instant.
+    public static func makeID(visitorID: String, ruleID: String, trigger: String, at time: EventTime) -> String {
+        makeID(visitorID: visitorID, ruleID: ruleID, trigger: "\(trigger)@\(time.milliseconds)")
+    }
+
     public static func == (a: Decision, b: Decision) -> Bool {
         a.id == b.id && a.visitorID == b.visitorID && a.userID == b.userID && a.action == b.action && a.ruleID == b.ruleID
             && a.ruleVersion == b.ruleVersion && a.reason == b.reason && a.channel == b.channel && a.eventTime == b.eventTime

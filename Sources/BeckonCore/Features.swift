@@ -135,6 +135,8 @@ struct VisitorFeatures: Sendable, Equatable {
     var classViews = SIMD16<UInt8>()
     /// (tick, path hash) of the latest page views.
     var recentPages = Recent4()
+    /// (tick, path hash) of the latest category page views.
+    var recentCategories = Recent4()
     /// (tick, depth %) of the latest scroll events.
     var scrolls = Recent4()
     var cartItems: Int16 = 0
@@ -184,6 +186,7 @@ struct VisitorFeatures: Sendable, Equatable {
         case .pageView:
             pageViews &+= 1
             if let path = event.pagePath { recentPages.insert(tick, tag: Self.hash32(path)) }
+            if pageClass == .category, let path = event.pagePath { recentCategories.insert(tick, tag: Self.hash32(path)) }
             if let pageClass {
                 let i = pageClass.ordinal
                 classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
@@ -274,6 +277,7 @@ public enum Feature: String, CaseIterable, Sendable {
     case pageViews = "page_views"
     case pageViews5m = "page_views_5m"
     case samePageViews = "same_page_views"
+    case sameCategoryViews = "same_category_views"
     case productViews = "product_views"
     case categoryViews = "category_views"
     case pricingViews = "pricing_views"
@@ -347,6 +351,7 @@ public enum Feature: String, CaseIterable, Sendable {
         case .pageViews: return "Page views in the session."
         case .pageViews5m: return "Page views in the last 5 minutes (reads at most 4)."
         case .samePageViews: return "Of the latest 4 page views, those of the current path (3 = third visit to this page)."
+        case .sameCategoryViews: return "On a category page: of the latest 4 category page views, those of this category (3 = third visit to it); 0 elsewhere."
         case .productViews: return "Product page views in the session."
         case .categoryViews: return "Category page views in the session."
         case .pricingViews: return "Pricing page views in the session."
@@ -397,6 +402,8 @@ public enum Feature: String, CaseIterable, Sendable {
         case .pageViews: return Double(f.pageViews)
         case .pageViews5m: return Double(f.recentPages.count(since: now.minus(milliseconds: 300_000)))
         case .samePageViews: return page.path == nil ? 0 : Double(f.recentPages.count(since: .never, tag: page.pathHash))
+        case .sameCategoryViews:
+            return page.pageClass != .category ? 0 : Double(f.recentCategories.count(since: .never, tag: page.pathHash))
         case .productViews: return views(.product)
         case .categoryViews: return views(.category)
         case .pricingViews: return views(.pricing)
@@ -424,7 +431,9 @@ public enum Feature: String, CaseIterable, Sendable {
         case .priceHovers: return Double(f.priceHoversSession)
         case .searches: return Double(f.searches)
         case .zeroResultSearches: return Double(f.zeroResultSearches)
-        case .exitIntent: return b(page.path != nil && f.lastExitIntent != .never && f.lastExitIntent >= page.since)
+        case .exitIntent:
+            // As of `now`: a timer due before the latest exit intent does not see it.
+            return b(page.path != nil && f.lastExitIntent != .never && f.lastExitIntent >= page.since && f.lastExitIntent <= now)
         case .exitIntents: return Double(f.exitIntents)
         case .chatMessages: return Double(f.chatMessages)
         case .chatSentiment: return Double(f.lastSentiment)

@@ -83,20 +83,23 @@ struct VisitorState: Sendable {
     /// (time, id hash) of the latest page event applied: page events apply in this order.
     var lastPageTime = EventTime(milliseconds: .min)
     var lastPageID: UInt64 = 0
-    var latestDwellDue = EventTime(milliseconds: .min)
     /// Event time of the visitor's latest prompt (for the policy's minimum gap).
     var lastPrompt = EventTime(milliseconds: Int64.min / 2)
     /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
     var sessionPosition: Int64 = -1
-    /// Rules (bit per rule index < 64) already settled for the current page view, fired or
-    /// outranked, so a dwell is decided once whether its timer or the departure comes first.
-    var settledRules: UInt64 = 0
-    /// Settled rules with an index of 64 or more (rare: large rule sets).
-    var settledOverflow: [Int] = []
+    /// Rules whose condition held at the last evaluation (bit per rule index): a rule fires
+    /// only when its condition turns true.
+    var ruleBits = RuleBits()
+    /// The earliest pending rule wake-up (a time condition may turn true then); `.unset` if none.
+    var nextWake = EventTime.unset
+    /// The latest wake-up scheduled: the state stays in memory at least until then.
+    var latestWake = EventTime.unset
+    var pendingWakes: UInt16 = 0
+    /// Per-visitor policy memory: caps, cooldowns, dismissals.
+    var prompts = PromptMemory()
+    /// Latest matching times of the rule set's windowed counts (ticks; empty until needed).
+    var counters: [Int32] = []
     var pageHash: UInt32 = 0
-    /// Bumped whenever the visitor leaves a page, so older dwell timers are recognised as stale.
-    var pageGeneration: UInt32 = 0
-    var pendingDwellTimers: UInt16 = 0
     /// Events of this visitor waiting in the held queue.
     var heldCount: UInt16 = 0
     var pageClass: PageClass = .other
@@ -108,9 +111,6 @@ struct VisitorState: Sendable {
     static let vacant = VisitorState(
         visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0), pagePath: nil,
         pageSince: EventTime(milliseconds: 0), pageEventID: "")
-
-    func settled(_ rule: Int) -> Bool { rule < 64 ? settledRules & (1 << UInt64(rule)) != 0 : settledOverflow.contains(rule) }
-    mutating func settle(_ rule: Int) { if rule < 64 { settledRules |= 1 << UInt64(rule) } else { settledOverflow.append(rule) } }
 
     var page: PageContext { PageContext(path: pagePath, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
 }
@@ -188,6 +188,11 @@ final class VisitorTable: @unchecked Sendable {
     @inline(__always) func pointer(_ slot: Int32) -> UnsafeMutablePointer<VisitorState> { base + Int(slot) }
 
     subscript(slot: Int32) -> VisitorState { base[Int(slot)] }
+
+    /// Every resident visitor's state, to mutate in place.
+    func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>) -> Void) {
+        for slot in index.values { body(base + Int(slot)) }
+    }
 }
 
 /// Events held until the watermark passes them, released in event-time order: page
@@ -240,27 +245,36 @@ struct HeldQueue: Sendable {
 }
 
 /// The event-time engine for one Kafka partition: visitor state, features, intent scores,
-/// watermark, timers, rules.
+/// watermark, timers, rules and policy.
 ///
 /// Pure and deterministic: it reads no clock; the runtime passes the wall-clock time.
 /// The same events in the same order yield the same decisions with the same ids; and any
 /// arrival order of events within the allowed lateness yields the same features, scores
 /// and timer firings (see `HeldQueue`).
+///
+/// Rules are evaluated, at the event's time, after every applied event that can change
+/// them, and when a rule wake-up (a time condition such as `page_dwell_seconds >= 45s`
+/// turning true) is due. A rule that depends only on the page and on time therefore fires
+/// from its timer or a page event, both in event-time order: at the same instant in any
+/// arrival order. A rule that also depends on other events (exit intent, cart, chat)
+/// fires at the event that makes it true, without waiting for the watermark; its decision
+/// may then depend on the arrival order within the allowed lateness, and a replay of the
+/// same order gives the same decisions.
 public struct PartitionProcessor: Sendable {
     public let configuration: EngineConfiguration
-    public private(set) var rules: RuleSet
+    public internal(set) var rules: RuleSet
     public let model: IntentModel
-    public let policy: Policy
+    public internal(set) var policy: Policy
     public private(set) var watermark: Watermark
-    public private(set) var statistics = ProcessorStatistics()
-    private var visitors = VisitorTable()
+    public internal(set) var statistics = ProcessorStatistics()
+    var visitors = VisitorTable()
     /// Visits of visitors whose state was evicted, by visitor hash: (visits, day last seen).
     private var returning: [UInt64: UInt32] = [:]
-    private var timers = TimerQueue()
+    var timers = TimerQueue()
     private var held = HeldQueue()
-    /// Per path: its page class and the rules whose page glob matches (globs are matched
+    /// Per path: its page class and which of the rule set's path tests it passes (computed
     /// once per distinct path; the cache is bounded).
-    private var pages: [String: (PageClass, [Int32])] = [:]
+    var pages: [String: PageInfo] = [:]
     /// The intent model flattened: the features it reads, and per intent its bias and
     /// (feature position, weight, cap) terms.
     private let modelFeatures: [Feature]
@@ -270,6 +284,19 @@ public struct PartitionProcessor: Sendable {
     /// block is where a rebuild of this state must start re-reading.
     private var sessionStarts: [Int64: Int32] = [:]
     static let positionBlock: Int64 = 1024
+    /// Layout of `VisitorState.counters`: where each counter's slots start, and the total.
+    var counterOffsets: [Int] = []
+    var counterSlots = 0
+    /// Counters by the event type they count (index by `EventType.ordinal`).
+    var countersByType: [[Int]] = []
+    /// Rules with a time condition (they may need a wake-up).
+    var timeRules: [Bool] = []
+    /// Per rule, the event types that can change its condition (bit per `EventType.ordinal`).
+    var ruleTriggers: [UInt32] = []
+    /// Coupons given per hour of event time (hour index → count), for the policy's budget.
+    var couponsByHour: [Int64: Int] = [:]
+    /// Firings the policy suppressed since the last `takeSuppressions()`.
+    var suppressions: [SuppressedFiring] = []
 
     public init(rules: RuleSet, model: IntentModel = .empty, policy: Policy = .standard, configuration: EngineConfiguration = EngineConfiguration()) {
         self.rules = rules
@@ -283,6 +310,7 @@ public struct PartitionProcessor: Sendable {
         self.featureValues = [Double](repeating: 0, count: features.count)
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
+        layOutRules()
     }
 
     public var visitorCount: Int { visitors.count }
@@ -290,7 +318,7 @@ public struct PartitionProcessor: Sendable {
     /// Inline size of one visitor's state (the index adds its key and slack).
     public static var visitorStateStride: Int { MemoryLayout<VisitorState>.stride }
 
-    /// Rule timers that have not fired yet (stale ones included until they are popped).
+    /// Rule wake-up timers that have not fired yet (stale ones included until they are popped).
     public private(set) var pendingRuleTimers = 0
 
     /// Events held until the watermark passes them (page events, session openers).
@@ -329,6 +357,12 @@ public struct PartitionProcessor: Sendable {
         return model.intents.indices.map { (model.intents[$0].name, Double(scores[$0])) }
     }
 
+    /// The firings the policy suppressed since the last call, in the order they happened.
+    public mutating func takeSuppressions() -> [SuppressedFiring] {
+        defer { suppressions.removeAll(keepingCapacity: true) }
+        return suppressions
+    }
+
     /// Applies one event and returns the decisions it (or the watermark it moved) caused.
     ///
     /// An `event_id` among the visitor's last eight (a tracker retry) is dropped and counted
@@ -347,16 +381,22 @@ public struct PartitionProcessor: Sendable {
             statistics.duplicateEvents += 1
             return []
         }
-        let settled = process(event, idHash: idHash, position: position, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow)
-        statistics.decisions += settled.count
-        let fired = fireDueTimers(wallNow: wallNow)
-        return settled.isEmpty ? fired : settled + fired
-    }
-
-    private mutating func process(_ event: Event, idHash: UInt64, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
-        visitor.recentEventIDs.insert(idHash)
+        visitorPointer.pointee.recentEventIDs.insert(idHash)
         let late = watermark.isLate(event.time)
         watermark.observe(event.time, arrivedAt: wallNow)
+        // What the new watermark releases comes first: an exit intent at 60 s then sees the
+        // page view of 10 s that was held for ordering.
+        // (Pinned meanwhile: its session may end by the new watermark, but this event is its.)
+        visitorPointer.pointee.heldCount += 1
+        let released = fireDueTimers(wallNow: wallNow)
+        visitors.pointer(slot).pointee.heldCount -= 1
+        let settled = process(event, idHash: idHash, late: late, position: position, slot: slot, visitor: &visitors.pointer(slot).pointee, wallNow: wallNow)
+        statistics.decisions += settled.count
+        let fired = fireDueTimers(wallNow: wallNow)
+        return released + settled + fired
+    }
+
+    private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
         if let userID = event.userID, userID != visitor.userID { visitor.userID = userID }
         if event.channel != visitor.channel { visitor.channel = event.channel }
         var settled: [Decision] = []
@@ -388,13 +428,15 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// Applies an event to the visitor's state, in event-time order for page events and
-    /// session openers (they come through the held queue).
+    /// session openers (they come through the held queue), then evaluates the rules.
     private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
-        var settled: [Decision] = []
-        if event.time > visitor.lastEventTime + configuration.sessionGap {
-            settled = settleDwell(&visitor, slot: slot, leavingAt: visitor.lastEventTime + configuration.sessionGap, wallNow: wallNow)
+        let opensSession = event.time > visitor.lastEventTime + configuration.sessionGap
+        if opensSession {
             leavePage(&visitor)
             visitor.features.startSession()
+            visitor.ruleBits = RuleBits()
+            visitor.prompts.startSession()
+            if !visitor.counters.isEmpty { visitor.counters.removeAll() }
             countSession(from: visitor.sessionPosition, to: position)
             visitor.sessionPosition = position
         }
@@ -403,15 +445,14 @@ public struct PartitionProcessor: Sendable {
         switch event.type {
         case .pageView, .pagePing:
             if let path = event.pagePath {
-                pageClass = classify(path)
+                pageClass = pageInfo(path).pageClass
                 if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
                     statistics.outOfOrderPageEvents += 1
                 } else {
                     visitor.lastPageTime = event.time
                     visitor.lastPageID = idHash
                     if path != visitor.pagePath {
-                        settled += settleDwell(&visitor, slot: slot, leavingAt: event.time, wallNow: wallNow)
-                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, slot: slot, visitor: &visitor)
+                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, visitor: &visitor)
                     }
                 }
             }
@@ -421,28 +462,33 @@ public struct PartitionProcessor: Sendable {
             } else {
                 visitor.lastPageTime = event.time
                 visitor.lastPageID = idHash
-                settled += settleDwell(&visitor, slot: slot, leavingAt: event.time, wallNow: wallNow)
                 leavePage(&visitor)
             }
+        case .offerDismissed:
+            if let id = event.properties.decisionID { visitor.prompts.dismissed(decisionID: id, at: Tick(event.time)) }
         default:
             break
         }
         visitor.features.apply(event, pageClass: pageClass)
+        if counterSlots > 0 { count(event, in: &visitor) }
         rescore(&visitor)
-        return settled
+        guard !rules.rules.isEmpty else { return [] }
+        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event), at: event.time, everyRule: opensSession, wallNow: wallNow)
     }
 
-    private mutating func pageInfo(_ path: String) -> (PageClass, [Int32]) {
+    struct PageInfo {
+        var pageClass: PageClass
+        /// Passes per path test of the rule set.
+        var matches: [Bool]
+    }
+
+    mutating func pageInfo(_ path: String) -> PageInfo {
         if let known = pages[path] { return known }
-        let info = (model.pageClasses.classify(path), rules.rules.indices.filter { rules.rules[$0].dwellPage.matches(path) }.map(Int32.init))
+        let info = PageInfo(pageClass: model.pageClasses.classify(path), matches: rules.pathTests.map { $0.matches(path) })
         if pages.count >= 50_000 { pages.removeAll(keepingCapacity: true) }
         pages[path] = info
         return info
     }
-
-    private mutating func classify(_ path: String) -> PageClass { pageInfo(path).0 }
-
-    private mutating func rulesMatching(_ path: String) -> [Int32] { pageInfo(path).1 }
 
     /// Recomputes the intent scores: each feature the model reads once, then the sums.
     private mutating func rescore(_ visitor: inout VisitorState) {
@@ -463,31 +509,6 @@ public struct PartitionProcessor: Sendable {
         visitor.pagePath = nil
         visitor.pageHash = 0
         visitor.pageClass = .other
-        visitor.pageGeneration &+= 1
-    }
-
-    /// A visitor leaves its page at `time`: dwells completed by then fire now, exactly as
-    /// their timers would have (same event time, same id), so a replay that reads the
-    /// departure before the watermark reaches the timer decides the same as a live run.
-    private mutating func settleDwell(_ visitor: inout VisitorState, slot: Int32, leavingAt time: EventTime, wallNow: EventTime) -> [Decision] {
-        guard let path = visitor.pagePath else { return [] }
-        var decisions: [Decision] = []
-        // Completed dwells grouped by the instant they completed: one prompt per instant.
-        var byDue: [EventTime: [Int]] = [:]
-        for index in rulesMatching(path).map(Int.init) where visitor.pageSince + rules.rules[index].dwellAtLeast <= time && !visitor.settled(index) {
-            byDue[visitor.pageSince + rules.rules[index].dwellAtLeast, default: []].append(index)
-        }
-        for due in byDue.keys.sorted() {
-            let winner = byDue[due]!.max { a, b in Self.ranks(rules.rules[a], below: rules.rules[b]) }!
-            for rule in byDue[due]! { visitor.settle(rule) }
-            if let decision = decide(due: due, rule: winner, visitor: &visitor, wallNow: wallNow) { decisions.append(decision) }
-        }
-        return decisions
-    }
-
-    /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
-    static func ranks(_ a: Rule, below b: Rule) -> Bool {
-        a.priority != b.priority ? a.priority < b.priority : a.id > b.id
     }
 
     /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
@@ -497,44 +518,34 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(wallNow: wallNow)
     }
 
-    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, slot: Int32, visitor: inout VisitorState) {
+    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, visitor: inout VisitorState) {
         visitor.pagePath = path
         visitor.pageHash = VisitorFeatures.hash32(path)
         visitor.pageClass = pageClass
         visitor.pageSince = time
         visitor.pageEventID = eventID
-        visitor.pageGeneration &+= 1
-        visitor.settledRules = 0
-        if !visitor.settledOverflow.isEmpty { visitor.settledOverflow.removeAll() }
-        for index in rulesMatching(path) {
-            let due = time + rules.rules[Int(index)].dwellAtLeast
-            visitor.pendingDwellTimers += 1
-            pendingRuleTimers += 1
-            visitor.latestDwellDue = max(visitor.latestDwellDue, due)
-            timers.schedule(VisitorTimer(due: due, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .dwell(rule: index, generation: visitor.pageGeneration)))
-        }
+    }
+
+    /// Schedules a rule wake-up at `due` unless an earlier one is pending.
+    mutating func scheduleWake(_ due: EventTime, slot: Int32, visitor: inout VisitorState, after now: EventTime) {
+        if visitor.nextWake != .unset && visitor.nextWake > now && visitor.nextWake <= due { return }
+        visitor.nextWake = due
+        visitor.latestWake = visitor.latestWake == .unset ? due : max(visitor.latestWake, due)
+        visitor.pendingWakes += 1
+        pendingRuleTimers += 1
+        timers.schedule(VisitorTimer(due: due, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .wake))
     }
 
     /// Releases held events and fires timers that the watermark has passed, in event-time
-    /// order (a held event before a timer due at the same instant).
+    /// order (a timer before a held event due at the same instant: a dwell that completes
+    /// as the visitor leaves still counts).
     private mutating func fireDueTimers(wallNow: EventTime) -> [Decision] {
         guard let now = watermark.current else { return [] }
         var decisions: [Decision] = []
-        // Dwell firings due at the same instant for one visitor compete: one prompt at a time.
-        var batch: [(due: EventTime, slot: Int32, rule: Int)] = []
-        func flush(_ batch: inout [(due: EventTime, slot: Int32, rule: Int)], into decisions: inout [Decision], processor: inout PartitionProcessor) {
-            guard let first = batch.first else { return }
-            let winner = batch.max { a, b in Self.ranks(processor.rules.rules[a.rule], below: processor.rules.rules[b.rule]) }!
-            if let decision = processor.decide(due: first.due, rule: winner.rule, visitor: &processor.visitors.pointer(first.slot).pointee, wallNow: wallNow) {
-                decisions.append(decision)
-            }
-            batch.removeAll(keepingCapacity: true)
-        }
         while true {
             let nextHeld = held.nextTime.flatMap { $0 <= now ? $0 : nil }
             let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
-            if let heldTime = nextHeld, nextTimer.map({ heldTime <= $0 }) ?? true {
-                flush(&batch, into: &decisions, processor: &self)
+            if let heldTime = nextHeld, nextTimer.map({ heldTime < $0 }) ?? true {
                 let (key, event) = held.pop()!
                 guard visitors.epochs[Int(key.slot)] == key.epoch else { continue }
                 let visitor = visitors.pointer(key.slot)
@@ -544,64 +555,37 @@ public struct PartitionProcessor: Sendable {
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
             statistics.timersFired += 1
-            if let last = batch.last, last.due != timer.due || last.slot != timer.slot || timer.kind == .sessionEnd {
-                flush(&batch, into: &decisions, processor: &self)
+            guard visitors.epochs[Int(timer.slot)] == timer.epoch else {
+                if timer.kind == .wake { pendingRuleTimers -= 1 }
+                continue
             }
-            guard visitors.epochs[Int(timer.slot)] == timer.epoch else { continue }
             switch timer.kind {
-            case .dwell(let rule, let generation):
+            case .wake:
                 let visitor = visitors.pointer(timer.slot)
-                visitor.pointee.pendingDwellTimers -= 1
+                visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
-                if generation == visitor.pointee.pageGeneration && !visitor.pointee.settled(Int(rule)) {
-                    visitor.pointee.settle(Int(rule))
-                    batch.append((timer.due, timer.slot, Int(rule)))
-                }
+                if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
+                decisions += evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
             case .sessionEnd:
                 let visitor = visitors.pointer(timer.slot).pointee
                 let end = visitor.lastEventTime + configuration.sessionGap
-                if end <= now && visitor.pendingDwellTimers == 0 && visitor.heldCount == 0 {
+                if end <= now && visitor.pendingWakes == 0 && visitor.heldCount == 0 {
                     returning[fnv64(visitor.visitorID)] = UInt32(visitor.features.visits) << 16
                         | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
                     countSession(from: visitor.sessionPosition, to: -1)
                     visitors.remove(timer.slot)
                     statistics.evictedVisitors += 1
                 } else {
-                    // Check again when the session may have ended, every dwell timer has fired
-                    // and the held events (at most the lateness ahead) have been applied.
+                    // Check again when the session may have ended, every rule wake-up has
+                    // fired and the held events (at most the lateness ahead) have been applied.
                     let heldBound = visitor.heldCount > 0 ? now + configuration.allowedLateness + Millis(1) : end
-                    let next = max(end, visitor.latestDwellDue, heldBound, timer.due + Millis(1))
+                    let wakeBound = visitor.pendingWakes > 0 && visitor.latestWake != .unset ? visitor.latestWake : end
+                    let next = max(end, wakeBound, heldBound, timer.due + Millis(1))
                     timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
                 }
             }
         }
-        flush(&batch, into: &decisions, processor: &self)
         statistics.decisions += decisions.count
         return decisions
-    }
-
-    /// A firing becomes a decision unless the policy suppresses it (counted by reason).
-    private mutating func decide(due: EventTime, rule index: Int, visitor: inout VisitorState, wallNow: EventTime) -> Decision? {
-        guard let path = visitor.pagePath else { return nil }
-        let rule = rules.rules[index]
-        var suppression: Policy.Suppression?
-        if policy.quietDuringHumanChat && Feature.humanChat.value(visitor.features, page: visitor.page, now: Tick(due)) == 1 {
-            suppression = .inChat
-        } else if due < visitor.lastPrompt + policy.minimumGap {
-            suppression = .minGap
-        }
-        if let suppression {
-            statistics.suppressed[suppression.rawValue, default: 0] += 1
-            return nil
-        }
-        visitor.lastPrompt = due
-        return Decision(
-            id: Decision.makeID(visitorID: visitor.visitorID, ruleID: rule.id, trigger: visitor.pageEventID),
-            visitorID: visitor.visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id,
-            ruleVersion: rule.version,
-            intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
-            reason: "on \(path)\(rule.dwellPage.pattern == path ? "" : " (matches \(rule.dwellPage))") for at least \(rule.dwellAtLeast) since \(visitor.pageSince)",
-            payload: rule.payload, channel: visitor.channel, eventTime: due, decidedAt: wallNow,
-            expiresAt: due + rule.expiresAfter, triggerEventID: visitor.pageEventID, experiment: .treatment)
     }
 }

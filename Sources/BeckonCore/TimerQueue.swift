@@ -1,8 +1,8 @@
 /// A pending event-time timer for one visitor (by slot in the visitor table).
 public struct VisitorTimer: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
-        /// A dwell rule (index into the rule set) for the page view with this generation.
-        case dwell(rule: Int32, generation: UInt32)
+        /// Evaluate the visitor's rules: a time condition may have turned true.
+        case wake
         /// Check whether the visitor's session has ended and its state can go.
         case sessionEnd
     }
@@ -23,10 +23,10 @@ public struct VisitorTimer: Sendable, Equatable {
 }
 
 extension VisitorTimer.Kind {
-    fileprivate var order: (Int, Int32, UInt32) {
+    fileprivate var order: Int {
         switch self {
-        case .dwell(let rule, let generation): return (0, rule, generation)
-        case .sessionEnd: return (1, 0, 0)
+        case .wake: return 0
+        case .sessionEnd: return 1
         }
     }
 }

@@ -90,23 +90,14 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let config = try common.load()
         let logger = common.logger()
-        let rules: RuleSet
-        switch RuleFiles.load(directory: config.rulesDirectory) {
-        case .success(let set): rules = set
-        case .failure(let errors): throw ValidationError("the rules in \(config.rulesDirectory) are invalid:\n\(errors)")
+        let bundle: RuleBundle
+        switch RuleFiles.loadBundle(directory: config.rulesDirectory) {
+        case .success(let loaded): bundle = loaded
+        case .failure(let errors): throw ValidationError("the rules in \(config.rulesDirectory) are invalid (fix them, then check with 'beckon rules check'):\n\(errors)")
         }
-        var model = IntentModel.empty
-        switch RuleFiles.loadModel(directory: config.rulesDirectory) {
-        case .success(let loaded)?: model = loaded
-        case .failure(let errors)?: throw ValidationError("the intent model in \(config.rulesDirectory)/models is invalid:\n\(errors)")
-        case nil: logger.warning("no intent model at \(config.rulesDirectory)/models/intent.yaml: decisions will carry no intent scores")
-        }
-        var policy = Policy.standard
-        switch RuleFiles.loadPolicy(directory: config.rulesDirectory) {
-        case .success(let loaded)?: policy = loaded
-        case .failure(let errors)?: throw ValidationError("the policy in \(config.rulesDirectory)/policy.yaml is invalid:\n\(errors)")
-        case nil: logger.notice("no \(config.rulesDirectory)/policy.yaml: the standard policy applies (min_gap 2m, quiet during human chat)")
-        }
+        if !bundle.hasModel { logger.warning("no intent model at \(config.rulesDirectory)/models/intent.yaml: decisions will carry no intent scores") }
+        if !bundle.hasPolicy { logger.notice("no \(config.rulesDirectory)/policy.yaml: the standard policy applies (min_gap 2m, quiet during human chat, 3 prompts per session)") }
+        let (rules, model, policy) = (bundle.rules, bundle.model, bundle.policy)
         let printEach = printDecisions
         let registry = PrometheusCollectorRegistry()
         var metricsServer: MetricsServer?
@@ -299,42 +290,75 @@ struct Topics: AsyncParsableCommand {
 }
 
 struct Rules: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Work with rule files.", subcommands: [Check.self])
+    static let configuration = CommandConfiguration(abstract: "Check and test rule files.", subcommands: [Check.self, Test.self])
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate the rule files in DIR; print every error as file:line:column.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the rules, policy and intent model in DIR; print every error as file:line:column.",
+            discussion: "Exits 1 when anything is wrong. A running 'beckon run' refuses such a set the same way and keeps the rules it has.")
         @Argument(help: "Folder of *.yaml rules (default: paths.rules).") var directory: String?
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let dir = try directory ?? common.load().rulesDirectory
-            var failed = false
-            switch RuleFiles.load(directory: dir) {
-            case .success(let set):
-                print("\(set.rules.count) rules OK (version \(set.version)): \(set.rules.map(\.id).joined(separator: ", "))")
+            switch RuleFiles.loadBundle(directory: dir) {
+            case .success(let bundle):
+                print("\(bundle.rules.rules.count) rules OK (version \(bundle.rules.version)): \(bundle.rules.rules.map(\.id).joined(separator: ", "))")
+                let p = bundle.policy
+                print(bundle.hasPolicy ? "policy OK:" : "no policy.yaml, the standard policy:",
+                      "min_gap \(p.minimumGap), \(p.maxPerSession)/session, \(p.maxPerDay)/day, default cooldown \(p.defaultCooldown),",
+                      "dismissed backoff \(p.dismissedBackoff), coupons \(p.couponsPerHour.map { "\($0)/hour per partition" } ?? "unlimited"),",
+                      "quiet during human chat: \(p.quietDuringHumanChat)")
+                print(bundle.hasModel ? "intent model OK: \(bundle.model.intents.map(\.name).joined(separator: ", ")) over \(bundle.model.features.count) features"
+                      : "no intent model (models/intent.yaml): decisions will carry no intent scores")
             case .failure(let errors):
                 for error in errors.errors { print(error) }
-                failed = true
+                print("\(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"); nothing was changed")
+                throw ExitCode(1)
             }
-            switch RuleFiles.loadPolicy(directory: dir) {
-            case .success(let policy)?:
-                print("policy OK: min_gap \(policy.minimumGap), quiet during human chat: \(policy.quietDuringHumanChat)")
-            case .failure(let errors)?:
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the rule tests in DIR/tests/*.yaml: timelines of events and the decisions and suppressions they must give.",
+            discussion: "Each test's events go through the real decoder and the core with DIR's rules, policy and intent model. Exits 1 when a test fails.")
+        @Argument(help: "Folder of *.yaml rules with a tests/ folder (default: paths.rules).") var directory: String?
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let dir = try directory ?? common.load().rulesDirectory
+            let bundle: RuleBundle
+            switch RuleFiles.loadBundle(directory: dir) {
+            case .success(let loaded): bundle = loaded
+            case .failure(let errors):
                 for error in errors.errors { print(error) }
-                failed = true
-            case nil:
-                print("no policy.yaml: the standard policy applies")
+                throw ExitCode(1)
             }
-            switch RuleFiles.loadModel(directory: dir) {
-            case .success(let model)?:
-                print("intent model OK: \(model.intents.map(\.name).joined(separator: ", ")) over \(model.features.count) features")
-            case .failure(let errors)?:
-                for error in errors.errors { print(error) }
-                failed = true
-            case nil:
-                print("no intent model (models/intent.yaml): decisions will carry no intent scores")
+            let fixtures = RuleFiles.fixtures(directory: dir)
+            guard !fixtures.isEmpty else {
+                print("no rule tests in \(dir)/tests")
+                throw ExitCode(1)
             }
-            if failed { throw ExitCode(1) }
+            var failed = 0
+            for (file, text) in fixtures {
+                do {
+                    let fixture = try RuleFixture.parse(file: file, text: text)
+                    let problems = fixture.run(rules: bundle.rules, policy: bundle.policy, model: bundle.model)
+                    if problems.isEmpty {
+                        print("ok    \(fixture.name)  (\((file as NSString).lastPathComponent))")
+                    } else {
+                        failed += 1
+                        print("FAIL  \(fixture.name)  (\(file))")
+                        for problem in problems { print("    " + problem) }
+                    }
+                } catch {
+                    failed += 1
+                    print("FAIL  \(error)")
+                }
+            }
+            print("\(fixtures.count - failed) passed, \(failed) failed")
+            if failed > 0 { throw ExitCode(1) }
         }
     }
 }

@@ -54,8 +54,8 @@ struct ProcessorTests {
         #expect(d.eventTime == t0 + .seconds(45))
         #expect(d.expiresAt == t0 + .seconds(45) + .minutes(2))
         #expect(d.decidedAt == wall)
-        #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1"))
-        #expect(d.reason == "on /checkout/payment for at least 45s since 2026-03-02T10:00:00.000Z")
+        #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1", at: t0 + .seconds(45)))
+        #expect(d.reason == "page.path ~ \"/checkout/payment\" and page_dwell_seconds >= 45s — became true at 2026-03-02T10:00:45.000Z after time passing on /checkout/payment")
     }
 
     @Test func idlePartitionWatermarkFollowsTheWallClock() throws {
@@ -94,7 +94,7 @@ struct ProcessorTests {
         #expect(p.process(view("alice", "a2", at: 60, "/checkout/done"), arrivedAt: wall).isEmpty)
         // Once the watermark passes 45 s, the dwell fires, exactly once, at 45 s.
         let decisions = p.advanceIdle(wallNow: wall + .seconds(600))
-        #expect(decisions.map(\.id) == [Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1")])
+        #expect(decisions.map(\.id) == [Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1", at: t0 + .seconds(45))])
         #expect(decisions.first?.eventTime == t0 + .seconds(45))
         #expect(p.advanceIdle(wallNow: wall + .seconds(1200)).isEmpty)
         #expect(p.statistics.decisions == 1)
@@ -247,7 +247,7 @@ struct ProcessorPropertyTests {
             #expect(decisions.count == (stay >= 45 ? 1 : 0))
             if let d = decisions.first {
                 #expect(d.eventTime == t0 + .seconds(45))
-                #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1"))
+                #expect(d.id == Decision.makeID(visitorID: "alice", ruleID: "pay", trigger: "a1", at: t0 + .seconds(45)))
             }
         }
     }

@@ -23,7 +23,7 @@ struct RuleFileTests {
         let rule = try #require(set.rules.first)
         #expect(rule.id == "pay")
         #expect(rule.action == .coupon)
-        #expect(rule.dwellAtLeast == .seconds(45))
+        #expect(rule.condition == .all([.path(0), .feature(.pageDwellSeconds, .ge, 45)]))
         #expect(rule.expiresAfter == .minutes(15))
         #expect(rule.priority == 7)
         #expect(rule.payload.map(\.0) == ["message", "code"])
@@ -37,37 +37,47 @@ struct RuleFileTests {
         #expect(a.version != b.version)
     }
 
-    @Test(arguments: [
-        ("id: x\nwhen:\n  dwell:\n    page: /a\n    at_least: 5s\naction: offer_help\npayload:\n  message: hi\npriorty: 3\n",
-         "r.yaml:9:1: unknown key 'priorty' in a rule; did you mean 'priority'?"),
-        ("id: x\nwhen:\n  dwell:\n    page: /a\n    at_least: five\naction: offer_help\npayload:\n  message: hi\n",
-         "r.yaml:5:15: at_least must be a duration such as 45s, 2m or 1h"),
-        ("id: x\nwhen:\n  dwell:\n    page: /a\n    at_least: 5s\naction: call_me\npayload:\n  message: hi\n",
-         "r.yaml:6:9: unknown action 'call_me'; use offer_help, coupon or handoff"),
-        ("id: x\nwhen:\n  dwell:\n    page: a\n    at_least: 5s\naction: offer_help\npayload:\n  message: hi\n",
-         "r.yaml:4:11: page 'a' must be a path glob starting with '/'"),
-        ("id: x\nwhen:\n  dwell:\n    page: /a\n    at_least: 5s\naction: offer_help\n",
-         "r.yaml:6:9: action offer_help needs a payload with at least a 'message'"),
-        ("id: x\nwhen: [\n", "r.yaml:3:1: YAML syntax error: did not find expected node content while parsing a flow node"),
-        ("", "r.yaml:1:1: the file is empty"),
-    ])
-    func refusesWithFileLineColumn(text: String, expected: String) {
-        guard case .failure(let errors) = RuleSet.load(files: [("r.yaml", text)]) else {
-            Issue.record("accepted")
-            return
-        }
-        #expect(errors.errors.map(\.description) == [expected])
+    @Test func parsesConditionsIntoTheirMeaning() throws {
+        let text = """
+            id: c
+            when:
+              all:
+                - page.path ~ "/settings/**" or page.path =~ "^/app/settings"
+                - not: channel in [app, miniprogram]
+                - count(form_error where page.class == settings, 5m) >= 3
+                - intent.frustration > 60%
+            action: handoff
+            payload:
+              queue: support
+            channels: web
+            holdout: 12.5%
+            """
+        let set = try RuleSet.load(files: [("c.yaml", text)]).get()
+        let rule = try #require(set.rules.first)
+        #expect(rule.condition == .all([
+            .any([.path(0), .path(1)]),
+            .not(.channel(["app", "miniprogram"])),
+            .count(0, .ge, 3),
+            .intent(3, .gt, 0.6),
+        ]))
+        #expect(set.pathTests.map(\.kind) == [.glob(PathGlob("/settings/**")), .regex("^/app/settings")])
+        #expect(set.counters.map(\.text) == ["count(form_error where page.class == settings, 5m)"])
+        #expect(set.counters.first?.capacity == 4)
+        #expect(set.counters.first?.window == .minutes(5))
+        #expect(rule.channels == ["web"])
+        #expect(rule.holdout == 0.125)
+        #expect(rule.cooldown == nil)
     }
 
-    @Test func refusesDuplicateIDsAndReportsEveryBadFile() {
+    @Test func reportsEveryBadFileNotJustTheFirst() {
         let bad = "id: y\nwhen: {}\n"
         guard case .failure(let errors) = RuleSet.load(files: [("a.yaml", good), ("b.yaml", good), ("c.yaml", bad)]) else {
             Issue.record("accepted")
             return
         }
         #expect(errors.errors.map(\.description) == [
-            "b.yaml:1:1: duplicate rule id 'pay' (also in a.yaml); rule ids must be unique",
-            "c.yaml:2:7: 'when' needs a 'dwell' trigger",
+            "b.yaml:1:5: duplicate rule id 'pay' (also in a.yaml); rule ids must be unique",
+            "c.yaml:2:7: a condition mapping has one key: all, any, not or dwell",
         ])
     }
 }

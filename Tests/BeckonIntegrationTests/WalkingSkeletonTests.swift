@@ -88,7 +88,7 @@ struct WalkingSkeletonTests {
         for (got, want) in zip(decoded, expected) {
             #expect(got.key == want.visitor)
             #expect(got.json["visitor_id"] == .string(want.visitor))
-            #expect(got.json["decision_id"] == .string(Decision.makeID(visitorID: want.visitor, ruleID: "payment-dwell", trigger: want.trigger)))
+            #expect(got.json["decision_id"] == .string(Decision.makeID(visitorID: want.visitor, ruleID: "payment-dwell", trigger: want.trigger, at: want.eventTime)))
             #expect(got.json["trigger_event_id"] == .string(want.trigger))
             #expect(got.json["action"] == .string("offer_help"))
             #expect(got.json["rule_id"] == .string("payment-dwell"))
@@ -107,7 +107,7 @@ struct WalkingSkeletonTests {
         #expect(stored.count == 2)
         for (row, want) in zip(stored, expected) {
             #expect(row[0] == want.visitor)
-            #expect(row[1] == Decision.makeID(visitorID: want.visitor, ruleID: "payment-dwell", trigger: want.trigger))
+            #expect(row[1] == Decision.makeID(visitorID: want.visitor, ruleID: "payment-dwell", trigger: want.trigger, at: want.eventTime))
             #expect(row[2] == want.trigger)
             #expect(row[3] == "payment-dwell")
             #expect(row[4] == want.eventTime.rfc3339)

@@ -1,0 +1,58 @@
+import BeckonCore
+import Foundation
+
+/// The rules in force for a running instance, and their hot reload.
+///
+/// `check()` looks at the rules folder (names, sizes and modification times of its YAML
+/// files); when something changed, or when forced (SIGHUP), it loads the whole folder
+/// again. A valid new set replaces the old one; an invalid one is refused with every
+/// error, and the rules in force stay as they were. The intent model is the one the
+/// instance started with (a changed model needs a restart: scores are kept per intent).
+public final class RuleReloader: @unchecked Sendable {
+    // @unchecked: used by the pipeline thread only.
+    public let directory: String
+    public private(set) var rules: RuleSet
+    public private(set) var policy: Policy
+    public let model: IntentModel
+    private var fingerprint: String
+    private let modelText: String?
+
+    public enum Outcome: Sendable, Equatable {
+        /// Nothing changed on disk (or the new files define the same rules and policy).
+        case unchanged
+        /// A new set is in force.
+        case replaced(oldVersion: String, newVersion: String)
+        /// The folder's files are invalid; the rules in force did not change.
+        case refused(RuleSetErrors)
+    }
+
+    public init(directory: String, bundle: RuleBundle) {
+        self.directory = directory
+        self.rules = bundle.rules
+        self.policy = bundle.policy
+        self.model = bundle.model
+        self.fingerprint = RuleFiles.fingerprint(directory: directory)
+        self.modelText = try? String(contentsOfFile: (directory as NSString).appendingPathComponent("models/intent.yaml"), encoding: .utf8)
+    }
+
+    /// Whether the intent model file differs from the one in force.
+    public var modelChangedOnDisk: Bool {
+        (try? String(contentsOfFile: (directory as NSString).appendingPathComponent("models/intent.yaml"), encoding: .utf8)) != modelText
+    }
+
+    public func check(force: Bool = false) -> Outcome {
+        let now = RuleFiles.fingerprint(directory: directory)
+        guard force || now != fingerprint else { return .unchanged }
+        fingerprint = now
+        switch RuleFiles.loadBundle(directory: directory, runningModel: model) {
+        case .failure(let errors):
+            return .refused(errors)
+        case .success(let bundle):
+            guard bundle.rules.version != rules.version || bundle.policy != policy else { return .unchanged }
+            let old = rules.version
+            rules = bundle.rules
+            policy = bundle.policy
+            return .replaced(oldVersion: old, newVersion: bundle.rules.version)
+        }
+    }
+}

@@ -1,0 +1,540 @@
+/// Rule evaluation and the policy: which firings become decisions, and why the others did not.
+
+extension EventTime {
+    /// No time (a wake-up not scheduled).
+    static let unset = EventTime(milliseconds: .max)
+}
+
+/// Rules whose condition held at the last evaluation, one bit per rule index.
+struct RuleBits: Sendable, Equatable {
+    private var low: UInt64 = 0
+    private var high: [UInt64] = []
+
+    func contains(_ i: Int) -> Bool {
+        if i < 64 { return low & (1 << UInt64(i)) != 0 }
+        let word = i / 64 - 1
+        return word < high.count && high[word] & (1 << UInt64(i % 64)) != 0
+    }
+
+    mutating func set(_ i: Int, _ value: Bool) {
+        if i < 64 {
+            if value { low |= 1 << UInt64(i) } else { low &= ~(1 << UInt64(i)) }
+            return
+        }
+        let word = i / 64 - 1
+        while high.count <= word { high.append(0) }
+        if value { high[word] |= 1 << UInt64(i % 64) } else { high[word] &= ~(1 << UInt64(i % 64)) }
+    }
+}
+
+/// What the policy remembers of one visitor: prompts per session and day, each rule's
+/// latest decision (cooldowns), recent decisions (to know what an `offer_dismissed` was
+/// about) and dismissals per action.
+struct PromptMemory: Sendable {
+    var session: UInt8 = 0
+    var today: UInt8 = 0
+    var day: Int32 = -1
+    /// Tick of the latest dismissal per action (`Action.ordinal`).
+    var dismissed: (Int32, Int32, Int32) = (.min, .min, .min)
+    /// (rule id hash, event time of its latest decision).
+    var lastByRule: [(rule: UInt32, time: Int64)] = []
+    /// (decision id hash, action ordinal) of the latest decisions, at most 8.
+    var recent: [(decision: UInt32, action: UInt8)] = []
+
+    mutating func startSession() { session = 0 }
+
+    func capReached(day now: Int32, _ policy: Policy) -> Bool {
+        Int(session) >= policy.maxPerSession || (day == now && Int(today) >= policy.maxPerDay)
+    }
+
+    func lastDecision(rule: UInt32) -> Int64? { lastByRule.first { $0.rule == rule }?.time }
+
+    func dismissedAt(_ action: Action) -> Int32 {
+        switch action {
+        case .offerHelp: dismissed.0
+        case .coupon: dismissed.1
+        case .handoff: dismissed.2
+        }
+    }
+
+    mutating func dismissed(decisionID: String, at tick: Tick) {
+        let hash = VisitorFeatures.hash32(decisionID)
+        guard let entry = recent.first(where: { $0.decision == hash }) else { return }
+        switch entry.action {
+        case 0: dismissed.0 = max(dismissed.0, tick.value)
+        case 1: dismissed.1 = max(dismissed.1, tick.value)
+        default: dismissed.2 = max(dismissed.2, tick.value)
+        }
+    }
+
+    mutating func record(rule: UInt32, decisionID: String, action: Action, at time: EventTime) {
+        let d = Int32(clamping: time.milliseconds / 86_400_000)
+        if d != day { day = d; today = 0 }
+        today &+= 1
+        session &+= 1
+        if let i = lastByRule.firstIndex(where: { $0.rule == rule }) {
+            lastByRule[i].time = max(lastByRule[i].time, time.milliseconds)
+        } else {
+            lastByRule.append((rule, time.milliseconds))
+        }
+        if recent.count == 8 { recent.removeFirst() }
+        recent.append((VisitorFeatures.hash32(decisionID), action.ordinal))
+    }
+}
+
+extension Action {
+    var ordinal: UInt8 {
+        switch self {
+        case .offerHelp: 0
+        case .coupon: 1
+        case .handoff: 2
+        }
+    }
+}
+
+/// A firing the policy kept from becoming a prompt, with the reason; stored for analysts
+/// (`suppressions` in PostgreSQL).
+public struct SuppressedFiring: Sendable, Equatable {
+    /// Deterministic from visitor, rule, trigger, time and reason.
+    public var id: String
+    public var visitorID: String
+    public var ruleID: String
+    public var ruleVersion: String
+    public var action: Action
+    public var reason: Policy.Suppression
+    public var eventTime: EventTime
+    public var triggerEventID: String
+}
+
+/// What made the rules be evaluated.
+enum RuleTrigger {
+    case event(Event)
+    case timer
+
+    var eventType: EventType? {
+        if case .event(let e) = self { return e.type }
+        return nil
+    }
+}
+
+/// What conditions are read against: the visitor, or (for count filters) the counted event.
+struct EvaluationContext {
+    var now: Tick
+    /// Time features (`*_seconds`) are read at this instant (see `PartitionProcessor`).
+    var timeNow: EventTime
+    var pathMatches: [Bool]
+    var pageClass: PageClass
+    var channel: String
+    var eventType: EventType?
+}
+
+extension Feature {
+    /// Features that grow with time alone, so a condition on them may turn true without an event.
+    var isTimeFeature: Bool {
+        self == .pageDwellSeconds || self == .cartIdleSeconds || self == .checkoutStepSeconds || self == .sessionSeconds
+    }
+}
+
+extension Feature {
+    /// Event types whose arrival can change the feature (time aside): a rule is evaluated on
+    /// an event only when the event can change one of its conditions.
+    var changedBy: UInt32 {
+        func m(_ types: EventType...) -> UInt32 { types.reduce(0) { $0 | 1 << UInt32($1.ordinal) } }
+        let page = m(.pageView, .pagePing, .pageHidden)
+        switch self {
+        case .sessionEvents, .sessionSeconds, .visits, .returning: return .max
+        case .pageClass, .pageDwellSeconds, .pageViews, .pageViews5m, .samePageViews, .sameCategoryViews, .productViews,
+             .categoryViews, .pricingViews, .helpViews, .settingsViews, .checkoutViews: return page
+        case .scrollDepth: return page | m(.scroll)
+        case .cartItems, .cartValue: return m(.addToCart, .removeFromCart)
+        case .cartIdleSeconds: return m(.addToCart, .removeFromCart, .checkoutStep, .purchase)
+        case .checkoutStep, .checkoutStepSeconds: return m(.checkoutStep)
+        case .purchased: return m(.purchase)
+        case .formErrorsPage: return page | m(.formError)
+        case .formErrors1m, .formErrors5m, .formErrorsSession: return m(.formError)
+        case .rageClick, .clicks1m: return m(.click)
+        case .priceHovers5m, .priceHovers: return m(.hover)
+        case .searches, .zeroResultSearches: return m(.search)
+        case .exitIntent: return page | m(.exitIntent)
+        case .exitIntents: return m(.exitIntent)
+        case .chatMessages, .chatSentiment, .chatSentimentMin, .negativeMessages: return m(.chatMessage)
+        case .humanChat: return m(.chatStarted, .chatEnded)
+        case .offersShown: return m(.offerShown)
+        case .offersAccepted: return m(.offerAccepted)
+        case .offersDismissed: return m(.offerDismissed)
+        }
+    }
+}
+
+extension Condition {
+    /// Event types that can change whether the condition holds (see `Feature.changedBy`).
+    var changedBy: UInt32 {
+        let page: UInt32 = 1 << UInt32(EventType.pageView.ordinal) | 1 << UInt32(EventType.pagePing.ordinal) | 1 << UInt32(EventType.pageHidden.ordinal)
+        switch self {
+        case .all(let parts), .any(let parts): return parts.reduce(0) { $0 | $1.changedBy }
+        case .not(let inner): return inner.changedBy
+        case .feature(let f, _, _): return f.changedBy
+        case .intent: return .max
+        case .count: return .max  // refined by the rule set (the counted type)
+        case .path, .pageClass: return page
+        case .channel: return 0
+        case .event(let mask): return mask
+        }
+    }
+
+    var hasTimeFeature: Bool {
+        switch self {
+        case .all(let parts), .any(let parts): parts.contains { $0.hasTimeFeature }
+        case .not(let inner): inner.hasTimeFeature
+        case .feature(let f, _, _): f.isTimeFeature
+        default: false
+        }
+    }
+
+    /// The atoms of the condition, as text with the value seen, for decision reasons.
+    func features(into out: inout [Feature]) {
+        switch self {
+        case .all(let parts), .any(let parts): for p in parts { p.features(into: &out) }
+        case .not(let inner): inner.features(into: &out)
+        case .feature(let f, _, _): if !out.contains(f) { out.append(f) }
+        default: break
+        }
+    }
+}
+
+extension PartitionProcessor {
+    /// Derived tables of the rule set: counter layout, counters by type, rules with time conditions.
+    mutating func layOutRules() {
+        counterOffsets = []
+        counterSlots = 0
+        countersByType = Array(repeating: [], count: EventType.allCases.count)
+        for (i, spec) in rules.counters.enumerated() {
+            counterOffsets.append(counterSlots)
+            counterSlots += spec.capacity
+            countersByType[spec.type.ordinal].append(i)
+        }
+        timeRules = rules.rules.map(\.condition.hasTimeFeature)
+        let counters = rules.counters
+        func mask(_ c: Condition) -> UInt32 {
+            switch c {
+            case .all(let parts), .any(let parts): return parts.reduce(0) { $0 | mask($1) }
+            case .not(let inner): return mask(inner)
+            case .count(let i, _, _): return 1 << UInt32(counters[i].type.ordinal)
+            default: return c.changedBy
+            }
+        }
+        ruleTriggers = rules.rules.map { mask($0.condition) }
+    }
+
+    /// Replaces the rules and policy between two events (hot reload). What visitors have
+    /// done stays: features, scores, cooldowns, caps; rules kept by id keep whether their
+    /// condition held (so a reload does not make them fire again); windowed counts with
+    /// the same text keep their entries. New time conditions are first checked at the
+    /// visitor's next event.
+    public mutating func replaceRules(_ new: RuleSet, policy: Policy) {
+        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
+        let old = rules
+        let oldOffsets = counterOffsets
+        let ruleMap: [Int?] = old.rules.map { r in new.rules.firstIndex { $0.id == r.id } }
+        let counterMap: [Int?] = new.counters.map { c in old.counters.firstIndex { $0.text == c.text } }
+        rules = new
+        self.policy = policy
+        pages.removeAll()
+        layOutRules()
+        let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
+        visitors.forEachResident { v in
+            var bits = RuleBits()
+            for (o, n) in ruleMap.enumerated() where n != nil && v.pointee.ruleBits.contains(o) { bits.set(n!, true) }
+            v.pointee.ruleBits = bits
+            guard !v.pointee.counters.isEmpty else { return }
+            var fresh = slots == 0 ? [] : [Int32](repeating: .min, count: slots)
+            for (n, o) in counterMap.enumerated() {
+                guard let o else { continue }
+                let kept = v.pointee.counters[oldOffsets[o]..<oldOffsets[o] + oldCounters[o].capacity].sorted(by: >).prefix(counters[n].capacity)
+                for (k, tick) in kept.enumerated() { fresh[offsets[n] + k] = tick }
+            }
+            v.pointee.counters = fresh
+        }
+    }
+
+    /// Records the event in the windowed counts whose type and filter it matches.
+    mutating func count(_ event: Event, in visitor: inout VisitorState) {
+        let specs = countersByType[event.type.ordinal]
+        guard !specs.isEmpty else { return }
+        let path = event.pagePath ?? visitor.pagePath
+        let info = path.map { pageInfo($0) }
+        let context = EvaluationContext(
+            now: Tick(event.time), timeNow: event.time, pathMatches: info?.matches ?? [], pageClass: info?.pageClass ?? .other,
+            channel: event.channel, eventType: event.type)
+        let tick = Tick(event.time).value
+        for i in specs {
+            if let filter = rules.counters[i].filter, !evaluate(filter, visitor, context) { continue }
+            if visitor.counters.isEmpty { visitor.counters = [Int32](repeating: .min, count: counterSlots) }
+            let start = counterOffsets[i], end = start + rules.counters[i].capacity
+            // Keep the latest `capacity` times: fill a free slot, else replace the oldest if older.
+            var oldest = start
+            var placed = false
+            for k in start..<end {
+                if visitor.counters[k] == .min { visitor.counters[k] = tick; placed = true; break }
+                if visitor.counters[k] < visitor.counters[oldest] { oldest = k }
+            }
+            if !placed && tick > visitor.counters[oldest] { visitor.counters[oldest] = tick }
+        }
+    }
+
+    func countValue(_ i: Int, _ v: borrowing VisitorState, now: Tick) -> Int {
+        guard !v.counters.isEmpty else { return 0 }
+        let spec = rules.counters[i]
+        let from = spec.window.map { now.minus(milliseconds: $0.value).value } ?? .min
+        var n = 0
+        for k in counterOffsets[i]..<counterOffsets[i] + spec.capacity {
+            let t = v.counters[k]
+            if t != .min && t <= now.value && t >= from { n += 1 }
+        }
+        return n
+    }
+
+    func featureValue(_ f: Feature, _ v: borrowing VisitorState, _ x: EvaluationContext) -> Double {
+        if f == .pageDwellSeconds {
+            // Milliseconds, not ticks: "on the page for 45 s" fires exactly 45 s after it was entered.
+            return v.pagePath == nil ? 0 : Double(max(0, (x.timeNow - v.pageSince).value)) / 1000
+        }
+        return f.value(v.features, page: v.page, now: f.isTimeFeature ? Tick(x.timeNow) : x.now)
+    }
+
+    func evaluate(_ c: Condition, _ v: borrowing VisitorState, _ x: EvaluationContext) -> Bool {
+        switch c {
+        case .all(let parts):
+            for p in parts where !evaluate(p, v, x) { return false }
+            return true
+        case .any(let parts):
+            for p in parts where evaluate(p, v, x) { return true }
+            return false
+        case .not(let inner): return !evaluate(inner, v, x)
+        case .feature(let f, let op, let value): return op.holds(featureValue(f, v, x), value)
+        case .intent(let i, let op, let value): return i < model.intents.count && op.holds(Double(v.scores[i]), value)
+        case .count(let i, let op, let value): return op.holds(Double(countValue(i, v, now: x.now)), value)
+        case .path(let i): return i < x.pathMatches.count && x.pathMatches[i]
+        case .pageClass(let mask): return mask & (1 << UInt16(x.pageClass.ordinal)) != 0
+        case .channel(let names): return names.contains(x.channel)
+        case .event(let mask): return x.eventType.map { mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
+        }
+    }
+
+    /// Whether the condition holds, and if not, the earliest instant at which time alone
+    /// could make it hold (a `*_seconds` feature reaching its threshold).
+    func evaluateWithWake(_ c: Condition, _ v: borrowing VisitorState, _ x: EvaluationContext) -> (Bool, EventTime?) {
+        switch c {
+        case .all(let parts):
+            var latest: EventTime?
+            var holds = true
+            var reachable = true
+            for p in parts {
+                let (h, at) = evaluateWithWake(p, v, x)
+                if !h {
+                    holds = false
+                    if let at { latest = max(latest ?? at, at) } else { reachable = false }
+                }
+            }
+            return (holds, holds || !reachable ? nil : latest)
+        case .any(let parts):
+            var earliest: EventTime?
+            for p in parts {
+                let (h, at) = evaluateWithWake(p, v, x)
+                if h { return (true, nil) }
+                if let at { earliest = min(earliest ?? at, at) }
+            }
+            return (false, earliest)
+        case .feature(let f, let op, let value) where f.isTimeFeature:
+            if op.holds(featureValue(f, v, x), value) { return (true, nil) }
+            guard let due = dueTime(f, op, value, v), due > x.timeNow else { return (false, nil) }
+            return (false, due)
+        default:
+            return (evaluate(c, v, x), nil)
+        }
+    }
+
+    /// When a time feature reaches `value` (for >= and >), from the instant it counts from.
+    func dueTime(_ f: Feature, _ op: Comparison, _ value: Double, _ v: borrowing VisitorState) -> EventTime? {
+        guard op == .ge || op == .gt else { return nil }
+        if f == .pageDwellSeconds {
+            guard v.pagePath != nil else { return nil }
+            let millis = Int64((value * 1000).rounded(.up)) + (op == .gt ? 1 : 0)
+            return v.pageSince + Millis(millis)
+        }
+        let anchor: Tick
+        let s = v.features
+        switch f {
+        case .cartIdleSeconds:
+            guard s.cartItems > 0 && s.lastCartChange > s.lastCheckoutProgress else { return nil }
+            anchor = s.lastCartChange
+        case .checkoutStepSeconds:
+            guard s.checkoutStep > 0 else { return nil }
+            anchor = s.checkoutStepSince
+        case .sessionSeconds:
+            guard s.sessionStart.value != .max else { return nil }
+            anchor = s.sessionStart
+        default:
+            return nil
+        }
+        let ticks = op == .gt ? Int64((value * 10).rounded(.down)) + 1 : Int64((value * 10).rounded(.up))
+        return EventTime(milliseconds: Tick.epochMilliseconds + (Int64(anchor.value) + ticks) * 100)
+    }
+
+    /// Evaluates every rule for a visitor; the rules whose condition turned true go to the
+    /// policy. Schedules a wake-up for the earliest instant a time condition may turn true.
+    ///
+    /// On an event, only rules the event type can affect are evaluated (all of them when the
+    /// event opens a session): a rule that depends only on the page and time then fires from
+    /// its timer or a page event, both applied in event-time order, so at the same instant
+    /// in any arrival order.
+    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, wallNow: EventTime) -> [Decision] {
+        let info = visitor.pagePath.map { pageInfo($0) }
+        let context = EvaluationContext(
+            now: Tick(now), timeNow: now, pathMatches: info?.matches ?? [], pageClass: visitor.pageClass,
+            channel: visitor.channel, eventType: trigger.eventType)
+        var risen: [Int] = []
+        var wake: EventTime?
+        let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
+        for i in rules.rules.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
+            let rule = rules.rules[i]
+            var holds = false
+            if rule.channels.isEmpty || rule.channels.contains(visitor.channel) {
+                if timeRules[i] {
+                    let (h, at) = evaluateWithWake(rule.condition, visitor, context)
+                    holds = h
+                    if !h, let at { wake = min(wake ?? at, at) }
+                } else {
+                    holds = evaluate(rule.condition, visitor, context)
+                }
+            }
+            if holds != visitor.ruleBits.contains(i) {
+                visitor.ruleBits.set(i, holds)
+                if holds { risen.append(i) }
+            }
+        }
+        if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }
+        guard !risen.isEmpty else { return [] }
+        return decide(risen, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow)
+    }
+
+    /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
+    static func ranks(_ a: Rule, below b: Rule) -> Bool {
+        a.priority != b.priority ? a.priority < b.priority : a.id > b.id
+    }
+
+    /// One prompt at a time: the policy picks at most one of the rules that fired together.
+    ///
+    /// Visitor-wide limits (in a human chat, minimum gap, caps) suppress every firing.
+    /// Otherwise the firings are taken by priority: one held back by its own limits
+    /// (cooldown, dismissed backoff, coupon budget) lets the next one try; the first that
+    /// passes wins and the rest are `lower_priority`. A winner in its rule's holdout group
+    /// is recorded with `experiment = holdout` and counts as a prompt for every limit.
+    mutating func decide(_ risen: [Int], visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
+        let order = risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
+        let triggerID: String
+        if case .event(let e) = trigger { triggerID = e.id } else { triggerID = visitor.pageEventID }
+        let firing = "\(triggerID)@\(time.milliseconds)"
+        let tick = Tick(time)
+        let visitorID = visitor.visitorID
+        func suppress(_ i: Int, _ reason: Policy.Suppression, _ processor: inout PartitionProcessor) {
+            let rule = processor.rules.rules[i]
+            processor.statistics.suppressed[reason.rawValue, default: 0] += 1
+            processor.suppressions.append(SuppressedFiring(
+                id: StableHash.hex("suppression", visitorID, rule.id, firing, reason.rawValue), visitorID: visitorID, ruleID: rule.id,
+                ruleVersion: rule.version, action: rule.action, reason: reason, eventTime: time, triggerEventID: triggerID))
+        }
+        let day = Int32(clamping: time.milliseconds / 86_400_000)
+        var visitorWide: Policy.Suppression?
+        if policy.quietDuringHumanChat && Feature.inHumanChat(visitor.features.chats, at: tick) {
+            visitorWide = .inChat
+        } else if time < visitor.lastPrompt + policy.minimumGap {
+            visitorWide = .minGap
+        } else if visitor.prompts.capReached(day: day, policy) {
+            visitorWide = .cap
+        }
+        if let visitorWide {
+            for i in order { suppress(i, visitorWide, &self) }
+            return []
+        }
+        let hour = time.milliseconds / 3_600_000
+        var winner: (index: Int, holdout: Bool)?
+        for i in order {
+            if winner != nil { suppress(i, .lowerPriority, &self); continue }
+            let rule = rules.rules[i]
+            if let last = visitor.prompts.lastDecision(rule: VisitorFeatures.hash32(rule.id)),
+               time.milliseconds < last + (rule.cooldown ?? policy.defaultCooldown).value {
+                suppress(i, .cooldown, &self)
+                continue
+            }
+            let dismissed = visitor.prompts.dismissedAt(rule.action)
+            if dismissed != .min && Int64(tick.value) < Int64(dismissed) + policy.dismissedBackoff.value / 100 {
+                suppress(i, .dismissedBackoff, &self)
+                continue
+            }
+            if rule.action == .coupon, let budget = policy.couponsPerHour, couponsByHour[hour, default: 0] >= budget {
+                suppress(i, .budget, &self)
+                continue
+            }
+            winner = (i, Self.inHoldout(visitorID: visitorID, rule: rule))
+        }
+        guard let (index, holdout) = winner else { return [] }
+        let rule = rules.rules[index]
+        if holdout { suppress(index, .holdout, &self) }
+        let id = Decision.makeID(visitorID: visitorID, ruleID: rule.id, trigger: triggerID, at: time)
+        visitor.lastPrompt = time
+        visitor.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time)
+        if rule.action == .coupon && !holdout, policy.couponsPerHour != nil {
+            couponsByHour[hour, default: 0] += 1
+            if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
+        }
+        let payload = rule.payload.map { ($0.0, fill($0.1, visitor, context)) }
+        let on = visitor.pagePath.map { " on \($0)" } ?? ""
+        let cause: String
+        switch trigger {
+        case .event(let e): cause = "\(e.type.rawValue) event\(on)"
+        case .timer: cause = "time passing\(on)"
+        }
+        return [Decision(
+            id: id, visitorID: visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id, ruleVersion: rule.version,
+            intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
+            reason: "\(rule.conditionText) — became true at \(time.rfc3339) after \(cause)",
+            payload: payload, channel: visitor.channel, eventTime: time, decidedAt: wallNow,
+            expiresAt: time + rule.expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
+    }
+
+    /// A deterministic share of visitors per rule: the same visitor is always in or out.
+    static func inHoldout(visitorID: String, rule: Rule) -> Bool {
+        guard rule.holdout > 0 else { return false }
+        let bucket = fnv64("holdout\u{1}\(visitorID)\u{1}\(rule.id)") % 10_000
+        return Double(bucket) < rule.holdout * 10_000
+    }
+
+    /// Fills `{placeholders}` of a payload text with the visitor's values.
+    func fill(_ text: String, _ v: borrowing VisitorState, _ x: EvaluationContext) -> String {
+        guard text.contains("{") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            out += rest[..<open]
+            let name = String(rest[rest.index(after: open)..<close])
+            if name == "page.path" {
+                out += v.pagePath ?? ""
+            } else if name == "channel" {
+                out += v.channel
+            } else if name.hasPrefix("intent."), let i = model.intents.firstIndex(where: { $0.name == name.dropFirst(7) }) {
+                out += Self.format(Double(v.scores[i]))
+            } else if let f = Feature(rawValue: name) {
+                out += f == .pageClass ? v.pageClass.rawValue : Self.format(featureValue(f, v, x))
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return out + rest
+    }
+
+    static func format(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+        let cents = (value * 100).rounded() / 100
+        return String(cents)
+    }
+}
