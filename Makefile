@@ -18,11 +18,13 @@ release: setup
 demo: release
 	@bash scripts/demo.sh
 
-# Unit and integration tests, then the short chaos run (kill -9, PostgreSQL outage,
-# a group member lost) against the release binary.
+# Unit and integration tests, the shipped rule tests (Rules/tests), then the short chaos
+# run (kill -9, PostgreSQL outage, a group member lost) against the release binary.
 test: setup
 	swift test
 	swift build -c release --product beckon
+	.build/release/beckon rules check Rules
+	.build/release/beckon rules test Rules
 	bash scripts/chaos.sh --short
 
 test-unit: setup

@@ -56,7 +56,7 @@ export BECKON_TOPICS_PARTITIONS=$PARTITIONS
 export BECKON_TOPICS_EVENTS=bench.events
 export BECKON_TOPICS_DECISIONS=bench.decisions
 export BECKON_TOPICS_DEAD_LETTERS=bench.dlq
-export BECKON_PATHS_RULES="$ROOT/Rules"
+export BECKON_PATHS_RULES="$ROOT/Benchmarks/e2e-rules"  # the rule the peers implement too
 export BECKON_PATHS_SCHEMAS="$ROOT/Schemas"
 export BECKON_METRICS_LISTEN=""
 # 1. Same decisions: a small stream (no malformed events; every journey ends with a page

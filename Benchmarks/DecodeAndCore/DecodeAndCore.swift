@@ -48,6 +48,15 @@ let model: IntentModel = {
     return try! IntentModel.load(file: path, text: String(contentsOfFile: path, encoding: .utf8)).get()
 }()
 
+/// The shipped rules and policy (Rules/*.yaml): six scenario rules, caps, cooldowns, holdouts.
+let (shippedRules, shippedPolicy): (RuleSet, Policy) = {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/Rules"
+    let names = try! FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasSuffix(".yaml") && $0 != "policy.yaml" }.sorted()
+    let files = names.map { (name: $0, text: try! String(contentsOfFile: root + "/" + $0, encoding: .utf8)) }
+    let policy = try! Policy.load(file: "policy.yaml", text: String(contentsOfFile: root + "/policy.yaml", encoding: .utf8)).get()
+    return (try! RuleSet.load(files: files, intents: model.intents.map(\.name)).get(), policy)
+}()
+
 /// glibc's malloc_trim (not in the Glibc module map).
 @_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
 
@@ -101,6 +110,17 @@ let benchmarks: @Sendable () -> Void = {
                     n += p.process(e, arrivedAt: broker, position: Int64(i)).count
                 }
             }
+            blackHole(n)
+        }
+    }
+
+    // The same with the six shipped rules (conditions over features, intents, windowed
+    // counts) and the shipped policy, side by side with the one-rule run above.
+    Benchmark("core with the shipped rules and policy (2,000 visitors, \(small.count) events)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            var p = PartitionProcessor(rules: shippedRules, model: model, policy: shippedPolicy)
+            var n = 0
+            for e in small { n += p.process(e, arrivedAt: broker).count }
             blackHole(n)
         }
     }

@@ -12,6 +12,8 @@ public final class StopSignal: Sendable {
     public init() {}
     public var isSet: Bool { flag.load(ordering: .acquiring) }
     public func set() { flag.store(true, ordering: .releasing) }
+    /// Reads and clears the flag (for requests that recur, such as a rules reload on SIGHUP).
+    public func take() -> Bool { flag.exchange(false, ordering: .acquiringAndReleasing) }
 }
 
 /// Totals of one run, for the closing summary and for tests.
@@ -22,6 +24,13 @@ public struct RunSummary: Sendable, Equatable {
     /// Tracker retries (an event id the visitor sent recently), dropped.
     public var duplicateEvents = 0
     public var decisions = 0
+    /// Of `decisions`, those in a rule's holdout group (stored, not published).
+    public var holdoutDecisions = 0
+    /// Firings the policy suppressed, by reason.
+    public var suppressedByReason: [String: Int] = [:]
+    /// Rule sets taken by hot reload, and changes refused because a file was invalid.
+    public var ruleReloads = 0
+    public var refusedRuleReloads = 0
     /// Decisions by "action rule_id".
     public var decisionsByActionAndRule: [String: Int] = [:]
     public var deadLettersByReason: [String: Int] = [:]
@@ -51,6 +60,7 @@ public struct RunSummary: Sendable, Equatable {
 struct PendingOutputs {
     var decisions: [(Decision, TopicPartitionRef)] = []
     var deadLetters: [(DeadLetter, payload: [UInt8], key: [UInt8]?)] = []
+    var suppressions: [(SuppressedFiring, TopicPartitionRef)] = []
     /// Next offset to commit per partition once the outputs above are durable.
     var offsets: [TopicPartition: Int64] = [:]
     /// How many of the decisions and dead letters above (a prefix: new ones are appended)
@@ -58,7 +68,7 @@ struct PendingOutputs {
     /// so an outage adds no duplicates to the topics.
     var sentDecisions = 0
     var sentDeadLetters = 0
-    var isEmpty: Bool { decisions.isEmpty && deadLetters.isEmpty && offsets.isEmpty }
+    var isEmpty: Bool { decisions.isEmpty && deadLetters.isEmpty && suppressions.isEmpty && offsets.isEmpty }
 
     /// Drops what was derived from `partitions` (revoked: their next owner re-derives it).
     mutating func drop(_ partitions: [TopicPartition]) {
@@ -67,6 +77,7 @@ struct PendingOutputs {
         decisions.removeAll { numbers.contains($0.1.partition) }
         sentDeadLetters = deadLetters.prefix(sentDeadLetters).filter { !numbers.contains($0.0.partition) }.count
         deadLetters.removeAll { numbers.contains($0.0.partition) }
+        suppressions.removeAll { numbers.contains($0.1.partition) }
         offsets = offsets.filter { !partitions.contains($0.key) }
     }
 }
@@ -102,9 +113,13 @@ struct PartitionLane {
 public final class Pipeline: @unchecked Sendable {
     // @unchecked: all mutable state is touched only by the thread inside `run`.
     public let configuration: BeckonConfiguration
-    private let rules: RuleSet
+    private var rules: RuleSet
     private let model: IntentModel
-    private let policy: Policy
+    private var policy: Policy
+    /// Hot reload of the rules folder (nil: the rules given at start stay).
+    private let reloader: RuleReloader?
+    private let reloadRequest = StopSignal()
+    private var lastRulesCheck = EventTime(milliseconds: 0)
     private let logger: Logger
     private let now: @Sendable () -> EventTime
     private let decoder = EventDecoder()
@@ -127,8 +142,10 @@ public final class Pipeline: @unchecked Sendable {
     /// - Parameters:
     ///   - now: the wall clock; tests pass their own.
     ///   - onDecision: called for each decision once it is durable.
+    ///   - reloader: watches the rules folder; changes (and `requestRulesReload()`) swap the rules between events.
     public init(
-        configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, policy: Policy = .standard, logger: Logger,
+        configuration: BeckonConfiguration, rules: RuleSet, model: IntentModel = .empty, policy: Policy = .standard,
+        reloader: RuleReloader? = nil, logger: Logger,
         metrics: any MetricsFactory = MetricsSystem.factory,
         now: @escaping @Sendable () -> EventTime = wallClockNow, onDecision: (@Sendable (Decision) -> Void)? = nil
     ) {
@@ -137,12 +154,53 @@ public final class Pipeline: @unchecked Sendable {
         self.rules = rules
         self.model = model
         self.policy = policy
+        self.reloader = reloader
         self.logger = logger
         self.now = now
         self.onDecision = onDecision
     }
 
     public var summary: RunSummary { summaryBox.withLock { $0 } }
+
+    /// Asks for the rules folder to be loaded again at the next point between events (SIGHUP).
+    public func requestRulesReload() { reloadRequest.set() }
+
+    /// The version of the rule set in force (changes on a successful hot reload).
+    public var rulesVersion: String { summaryBox.withLock { _ in rulesVersionBox } }
+    private var rulesVersionBox = ""
+
+    /// Between two batches: load the rules folder again if it changed (checked once a
+    /// second) or a reload was requested; swap a valid new set into every partition, keep
+    /// the old one when anything is wrong.
+    private func reloadRulesIfChanged(wallNow: EventTime) {
+        guard let reloader else { return }
+        let forced = reloadRequest.take()
+        guard forced || wallNow - lastRulesCheck >= .seconds(1) else { return }
+        lastRulesCheck = wallNow
+        switch reloader.check(force: forced) {
+        case .unchanged:
+            if forced { logger.notice("rules reload requested: \(reloader.directory) is unchanged (version \(rules.version))") }
+        case .replaced(let old, let new):
+            rules = reloader.rules
+            policy = reloader.policy
+            for partition in lanes.keys.sorted() {
+                var lane = lanes.removeValue(forKey: partition)!
+                lane.processor.replaceRules(rules, policy: policy)
+                lanes[partition] = lane
+            }
+            rulesStored = false
+            summaryBox.withLock { $0.ruleReloads += 1; rulesVersionBox = new }
+            logger.notice("rules reloaded: version \(old) → \(new); in force from the next event", metadata: [
+                "beckon.rules": "\(rules.rules.map(\.id).joined(separator: ","))",
+            ])
+            if reloader.modelChangedOnDisk {
+                logger.warning("the intent model file changed; it takes effect only after a restart (scores are kept per intent)")
+            }
+        case .refused(let errors):
+            summaryBox.withLock { $0.refusedRuleReloads += 1 }
+            logger.error("rules change refused; the rules in force (version \(rules.version)) stay. Fix these and save again (check with 'beckon rules check'):\n\(errors)")
+        }
+    }
 
     /// When to stop on one's own.
     public enum ExitCondition: Sendable {
@@ -184,14 +242,18 @@ public final class Pipeline: @unchecked Sendable {
             self.consumer = nil
         }
         var lastProgressLog = now()
+        summaryBox.withLock { _ in rulesVersionBox = rules.version }
         while !stop.isSet {
             collectBatch(consumer)
             let wallNow = now()
+            reloadRulesIfChanged(wallNow: wallNow)
             for partition in lanes.keys.sorted() where lanes[partition]!.caughtUp {
                 var lane = lanes.removeValue(forKey: partition)!  // one owner: mutated in place
                 let decisions = lane.processor.advanceIdle(wallNow: wallNow)
+                let suppressions = lane.processor.takeSuppressions()
                 lanes[partition] = lane
                 append(decisions, partition: partition)
+                append(suppressions, partition: partition)
             }
             try flushOrPause()
             if wallNow - lastProgressLog >= .seconds(10) {
@@ -262,7 +324,10 @@ public final class Pipeline: @unchecked Sendable {
         let result = decoder.decode(message.value, key: key, brokerTime: message.timestamp.map { EventTime(milliseconds: $0) })
         if message.offset < lane.rebuildUntil {
             // Re-read to rebuild state: its outputs were made durable before.
-            if case .success(let event) = result { _ = lane.processor.process(event, arrivedAt: wallNow, position: message.offset) }
+            if case .success(let event) = result {
+                _ = lane.processor.process(event, arrivedAt: wallNow, position: message.offset)
+                _ = lane.processor.takeSuppressions()
+            }
             lanes[message.partition] = lane
             summaryBox.withLock { $0.replayedEvents += 1 }
             if message.offset + 1 == lane.rebuildUntil {
@@ -276,6 +341,7 @@ public final class Pipeline: @unchecked Sendable {
         case .success(let event):
             let before = lane.processor.statistics
             append(lane.processor.process(event, arrivedAt: wallNow, position: message.offset), partition: message.partition)
+            append(lane.processor.takeSuppressions(), partition: message.partition)
             let after = lane.processor.statistics
             if after.lateEvents > before.lateEvents || after.duplicateEvents > before.duplicateEvents {
                 summaryBox.withLock {
@@ -301,6 +367,12 @@ public final class Pipeline: @unchecked Sendable {
     private func append(_ decisions: [Decision], partition: Int32) {
         for decision in decisions {
             pending.decisions.append((decision, TopicPartitionRef(topic: configuration.eventsTopic, partition: partition)))
+        }
+    }
+
+    private func append(_ suppressions: [SuppressedFiring], partition: Int32) {
+        for suppression in suppressions {
+            pending.suppressions.append((suppression, TopicPartitionRef(topic: configuration.eventsTopic, partition: partition)))
         }
     }
 
@@ -372,13 +444,17 @@ public final class Pipeline: @unchecked Sendable {
             return false
         }
         let decisions = pending.decisions.map(\.0)
+        let suppressions = pending.suppressions.map(\.0)
         summaryBox.withLock { s in
             s.commits += 1
             s.decisions += decisions.count
+            s.holdoutDecisions += decisions.count { $0.experiment == .holdout }
+            for x in suppressions { s.suppressedByReason[x.reason.rawValue, default: 0] += 1 }
             for d in decisions { s.decisionsByActionAndRule["\(d.action.rawValue) \(d.ruleID)", default: 0] += 1 }
         }
         for d in decisions { metrics.decision(action: d.action.rawValue, rule: d.ruleID) }
-        for decision in decisions {
+        for x in suppressions { metrics.suppressed(reason: x.reason.rawValue, rule: x.ruleID) }
+        for decision in decisions where decision.experiment == .treatment {
             logger.debug("decision \(decision.action.rawValue) for \(decision.visitorID): \(decision.reason)", metadata: [
                 "beckon.rule": "\(decision.ruleID)", "beckon.decision_id": "\(decision.id)", "beckon.channel": "\(decision.channel)",
             ])
@@ -423,7 +499,8 @@ public final class Pipeline: @unchecked Sendable {
 
     private func writeOutputs(producer: KafkaProducer, database: PostgresConnection) throws {
         var messages: [OutgoingMessage] = []
-        for (decision, _) in pending.decisions.dropFirst(pending.sentDecisions) {
+        // Holdout decisions are stored, not published: no frontend shows them.
+        for (decision, _) in pending.decisions.dropFirst(pending.sentDecisions) where decision.experiment == .treatment {
             messages.append(OutgoingMessage(
                 topic: configuration.decisionsTopic, key: Array(decision.visitorID.utf8), value: decision.jsonBytes(),
                 timestamp: decision.decidedAt.milliseconds))
@@ -440,7 +517,7 @@ public final class Pipeline: @unchecked Sendable {
         if !messages.isEmpty {
             try producer.send(messages)
             let acknowledged = now()
-            let fresh = pending.decisions[pending.sentDecisions...].map { (acknowledged - $0.0.eventTime).value }
+            let fresh = pending.decisions[pending.sentDecisions...].filter { $0.0.experiment == .treatment }.map { (acknowledged - $0.0.eventTime).value }
             if !fresh.isEmpty {
                 summaryBox.withLock { s in
                     if s.decisionLatenciesMs.count < 1_000_000 { s.decisionLatenciesMs += fresh }
@@ -457,6 +534,7 @@ public final class Pipeline: @unchecked Sendable {
         }
         try OutputStore().write(
             decisions: pending.decisions.map { ($0.0, source: $0.1) }, deadLetters: pending.deadLetters.map(\.0),
+            suppressions: pending.suppressions.map { ($0.0, source: $0.1) },
             rules: rulesStored ? [] : rules.rules, partitions: partitionStates, on: database)
         rulesStored = true
     }

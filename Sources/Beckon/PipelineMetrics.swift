@@ -16,6 +16,7 @@ final class PipelineMetrics: Sendable {
     let paused: CoreMetrics.Gauge
     private let deadLetters = Mutex<[String: CoreMetrics.Counter]>([:])
     private let decisions = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let suppressions = Mutex<[String: CoreMetrics.Counter]>([:])
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -32,6 +33,17 @@ final class PipelineMetrics: Sendable {
                 counters[reason] = CoreMetrics.Counter(label: "beckon_dead_letters_total", dimensions: [("reason", reason)], factory: factory)
             }
             counters[reason]!.increment()
+        }
+    }
+
+    /// `beckon_suppressed_total{reason, rule}`: firings the policy kept from becoming prompts.
+    func suppressed(reason: String, rule: String) {
+        suppressions.withLock { counters in
+            let key = reason + " " + rule
+            if counters[key] == nil {
+                counters[key] = CoreMetrics.Counter(label: "beckon_suppressed_total", dimensions: [("reason", reason), ("rule", rule)], factory: factory)
+            }
+            counters[key]!.increment()
         }
     }
 

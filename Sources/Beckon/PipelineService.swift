@@ -64,10 +64,17 @@ extension RunSummary {
         lines.append("dead letters   \(n(deadLetters))" + (reasons.isEmpty ? "" : "  (\(reasons))"))
         lines.append("late events    \(n(lateEvents))")
         lines.append("duplicates     \(n(duplicateEvents))  (tracker retries, dropped)")
-        lines.append("decisions      \(n(decisions))")
+        lines.append("decisions      \(n(decisions))" + (holdoutDecisions > 0 ? "  (\(n(holdoutDecisions)) in holdout groups: stored, not published)" : ""))
         for (key, count) in decisionsByActionAndRule.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: " ")
             lines.append("  \(parts[0].padding(toLength: 11, withPad: " ", startingAt: 0)) \(parts.dropFirst().joined().padding(toLength: 28, withPad: " ", startingAt: 0)) \(n(count))")
+        }
+        if !suppressedByReason.isEmpty {
+            let reasons = suppressedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \(n($0.value))" }.joined(separator: ", ")
+            lines.append("suppressed     \(n(suppressedByReason.values.reduce(0, +)))  (\(reasons))")
+        }
+        if ruleReloads + refusedRuleReloads > 0 {
+            lines.append("rule reloads   \(n(ruleReloads))" + (refusedRuleReloads > 0 ? ", \(n(refusedRuleReloads)) refused (invalid files; the rules in force stayed)" : ""))
         }
         lines.append("offset commits \(n(commits))" + (outputRetries > 0 ? ", output retries \(n(outputRetries))" : ""))
         if let l = latencyPercentiles {

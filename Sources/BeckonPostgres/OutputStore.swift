@@ -13,6 +13,7 @@ public struct OutputStore: Sendable {
     public struct Written: Sendable, Equatable {
         public var decisions = 0
         public var deadLetters = 0
+        public var suppressions = 0
     }
 
     /// Where a partition's state must be rebuilt from, as of a committed offset.
@@ -36,10 +37,10 @@ public struct OutputStore: Sendable {
     /// - Returns: how many rows were new.
     @discardableResult
     public func write(
-        decisions: [(Decision, source: TopicPartitionRef?)], deadLetters: [DeadLetter], rules: [Rule] = [],
-        partitions: [PartitionState] = [], on connection: PostgresConnection
+        decisions: [(Decision, source: TopicPartitionRef?)], deadLetters: [DeadLetter], suppressions: [(SuppressedFiring, source: TopicPartitionRef?)] = [],
+        rules: [Rule] = [], partitions: [PartitionState] = [], on connection: PostgresConnection
     ) throws(PostgresError) -> Written {
-        guard !decisions.isEmpty || !deadLetters.isEmpty || !rules.isEmpty || !partitions.isEmpty else { return Written() }
+        guard !decisions.isEmpty || !deadLetters.isEmpty || !suppressions.isEmpty || !rules.isEmpty || !partitions.isEmpty else { return Written() }
         var written = Written()
         try connection.execute("BEGIN", context: "begin output batch")
         do {
@@ -48,6 +49,9 @@ public struct OutputStore: Sendable {
             }
             for chunk in deadLetters.chunked(Self.rowsPerStatement) {
                 written.deadLetters += try insertDeadLetters(chunk, on: connection)
+            }
+            for chunk in suppressions.chunked(Self.rowsPerStatement) {
+                written.suppressions += try insertSuppressions(chunk, on: connection)
             }
             for rule in rules {
                 try connection.execute("""
@@ -100,6 +104,20 @@ public struct OutputStore: Sendable {
         }
         let sql = "INSERT INTO decisions (\(columns.joined(separator: ", "))) VALUES \(placeholders(rows: rows.count, columns: columns.count)) ON CONFLICT (decision_id) DO NOTHING"
         return try connection.execute(sql, parameters, context: "insert \(rows.count) decisions").affected
+    }
+
+    private func insertSuppressions(_ rows: ArraySlice<(SuppressedFiring, source: TopicPartitionRef?)>, on connection: PostgresConnection) throws(PostgresError) -> Int {
+        let columns = ["suppression_id", "visitor_id", "rule_id", "rule_version", "action", "reason", "event_time", "trigger_event_id",
+                       "source_topic", "source_partition"]
+        var parameters: [String?] = []
+        for (s, source) in rows {
+            parameters += [
+                s.id, s.visitorID, s.ruleID, s.ruleVersion, s.action.rawValue, s.reason.rawValue, s.eventTime.rfc3339, s.triggerEventID,
+                source?.topic, source.map { String($0.partition) },
+            ]
+        }
+        let sql = "INSERT INTO suppressions (\(columns.joined(separator: ", "))) VALUES \(placeholders(rows: rows.count, columns: columns.count)) ON CONFLICT (suppression_id) DO NOTHING"
+        return try connection.execute(sql, parameters, context: "insert \(rows.count) suppressions").affected
     }
 
     private func insertDeadLetters(_ rows: ArraySlice<DeadLetter>, on connection: PostgresConnection) throws(PostgresError) -> Int {

@@ -87,6 +87,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Print one line per decision to standard output once it is durable.")
     var printDecisions = false
 
+    @Flag(inversion: .prefixedNo, help: "Reload the rules when a file in paths.rules changes (checked every second) and on SIGHUP; an invalid change is refused and the rules in force stay.")
+    var watchRules = true
+
     func run() async throws {
         let config = try common.load()
         let logger = common.logger()
@@ -110,12 +113,19 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { metricsServer?.close() }
-        let pipeline = Pipeline(configuration: config, rules: rules, model: model, policy: policy, logger: logger, metrics: PrometheusMetricsFactory(registry: registry), onDecision: { decision in
+        let reloader = watchRules ? RuleReloader(directory: config.rulesDirectory, bundle: bundle) : nil
+        let pipeline = Pipeline(configuration: config, rules: rules, model: model, policy: policy, reloader: reloader, logger: logger, metrics: PrometheusMetricsFactory(registry: registry), onDecision: { decision in
             guard printEach else { return }
             let line = "\(decision.eventTime.rfc3339)  \(decision.action.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  "
                 + "\(decision.visitorID.padding(toLength: 10, withPad: " ", startingAt: 0))  \(decision.ruleID)  \(decision.channel)  \(decision.reason)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         })
+        // SIGHUP: load the rules folder again now (between two events).
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler { pipeline.requestRulesReload() }
+        hangup.resume()
+        defer { hangup.cancel() }
         let service = PipelineService(pipeline: pipeline, exit: exitWhenDrained ? .drained : exitWhenCaughtUp ? .caughtUp : .never)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],

@@ -31,7 +31,7 @@ struct RecoveryTests {
     ]
 
     func pipeline(_ config: BeckonConfiguration) throws -> Pipeline {
-        let rules = try RuleSet.load(files: [("pay.yaml", "id: pay\nwhen:\n  dwell:\n    page: /checkout/payment\n    at_least: 10m\naction: coupon\npayload:\n  code: SAVE10\n")]).get()
+        let rules = try RuleSet.load(files: [("pay.yaml", "id: pay\nwhen:\n  dwell:\n    page: /checkout/payment\n    at_least: 10m\naction: coupon\npayload:\n  code: SAVE10\n  message: 10% off\n")]).get()
         let modelPath = TestServices.root + "/Rules/models/intent.yaml"
         let model = try IntentModel.load(file: modelPath, text: String(contentsOfFile: modelPath, encoding: .utf8)).get()
         var config = config
