@@ -48,7 +48,7 @@ echo "==> topics and migrations"
 "$BECKON" rules check
 
 echo "==> simulating $VISITORS visitors (seed $SEED)"
-"$BECKON" simulate --visitors "$VISITORS" --seed "$SEED" --log-level warning
+"$BECKON" simulate --visitors "$VISITORS" --seed "$SEED" --scenarios --log-level warning
 
 echo "==> beckon run (decisions as they happen; it exits once everything is processed)"
 "$BECKON" run --exit-when-drained --print-decisions --log-level notice &
@@ -59,5 +59,6 @@ beckon_pid=""
 echo "==> in PostgreSQL"
 psql "$PG_URL" -X -q -A -t -F ' ' -c \
   "SELECT 'decisions stored: ' || count(*) || ' (' || count(DISTINCT decision_id) || ' distinct ids)' FROM decisions" -c \
-  "SELECT 'dead letters stored: ' || count(*) FROM dead_letters"
+  "SELECT 'dead letters stored: ' || count(*) FROM dead_letters" -c \
+  "SELECT 'suppressed firings stored: ' || coalesce(sum(n), 0) || coalesce(' (' || string_agg(reason || ' ' || n, ', ' ORDER BY reason) || ')', '') FROM (SELECT reason, count(*) AS n FROM suppressions GROUP BY reason) s"
 echo "==> stopping everything the demo started"

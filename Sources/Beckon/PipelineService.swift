@@ -77,7 +77,7 @@ extension RunSummary {
             lines.append("rule reloads   \(n(ruleReloads))" + (refusedRuleReloads > 0 ? ", \(n(refusedRuleReloads)) refused (invalid files; the rules in force stayed)" : ""))
         }
         lines.append("offset commits \(n(commits))" + (outputRetries > 0 ? ", output retries \(n(outputRetries))" : ""))
-        if let l = latencyPercentiles {
+        if let l = latencyPercentiles, l.p50 < 3_600_000 {
             lines.append("decision latency  p50 \(l.p50) ms, p99 \(l.p99) ms, max \(l.max) ms  (Kafka ack − decision event time; meaningful for live streams)")
         }
         return lines.joined(separator: "\n")

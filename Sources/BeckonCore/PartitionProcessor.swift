@@ -293,6 +293,8 @@ public struct PartitionProcessor: Sendable {
     var timeRules: [Bool] = []
     /// Per rule, the event types that can change its condition (bit per `EventType.ordinal`).
     var ruleTriggers: [UInt32] = []
+    /// Rules that read the event just seen (`event == …`).
+    var momentaryRules: [Bool] = []
     /// Coupons given per hour of event time (hour index → count), for the policy's budget.
     var couponsByHour: [Int64: Int] = [:]
     /// Firings the policy suppressed since the last `takeSuppressions()`.

@@ -224,6 +224,15 @@ extension PartitionProcessor {
             }
         }
         ruleTriggers = rules.rules.map { mask($0.condition) }
+        func readsEvent(_ c: Condition) -> Bool {
+            switch c {
+            case .all(let parts), .any(let parts): return parts.contains(where: readsEvent)
+            case .not(let inner): return readsEvent(inner)
+            case .event: return true
+            default: return false
+            }
+        }
+        momentaryRules = rules.rules.map { readsEvent($0.condition) }
     }
 
     /// Replaces the rules and policy between two events (hot reload). What visitors have
@@ -408,10 +417,15 @@ extension PartitionProcessor {
                     holds = evaluate(rule.condition, visitor, context)
                 }
             }
-            if holds != visitor.ruleBits.contains(i) {
-                visitor.ruleBits.set(i, holds)
-                if holds { risen.append(i) }
-            }
+            let was = visitor.ruleBits.contains(i)
+            if holds && !was { risen.append(i) }
+            // "The event just seen" holds only at that instant: what stays is the condition
+            // without it, so the next such event can fire the rule again.
+            let stays = holds && momentaryRules[i] && context.eventType != nil
+                ? evaluate(rule.condition, visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
+                                                                      pageClass: context.pageClass, channel: context.channel, eventType: nil))
+                : holds
+            if stays != was { visitor.ruleBits.set(i, stays) }
         }
         if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }
         guard !risen.isEmpty else { return [] }

@@ -41,12 +41,18 @@ public struct Simulator: Sendable {
         /// Event time runs this many times faster than the journeys' own timing (a stay of
         /// 60 s becomes 0.6 s at 100): for live streams at a high rate from few visitors.
         public var timeCompression = 1.0
+        /// Also the journeys of the other shipped scenarios (a SaaS trial stuck in the
+        /// workflow settings, rage clicks and an unhappy chat, a category visited three
+        /// times, a returning high-value buyer). Off by default: the benchmarks and the chaos
+        /// run keep their stream.
+        public var scenarios = false
         public init() {}
     }
 
     /// The kinds of journey and how often they occur.
     public enum Journey: String, Sendable, CaseIterable {
         case browse, buy, dwellWithPings, dwellSilent, hesitate
+        case trial, frustrated, categoryLoop, highValue
     }
 
     public let configuration: Configuration
@@ -86,7 +92,16 @@ public struct Simulator: Sendable {
     private func visitorEvents(index: Int, rng: inout SeededGenerator) -> [SimulatedMessage] {
         let visitorID = "v-" + String(index + 100_000)
         let channel = rng.next() % 10 < 7 ? "web" : "app"
-        let journey = Self.journey(roll: rng.next())
+        var journey = Self.journey(roll: rng.next())
+        if configuration.scenarios {
+            switch rng.next() % 100 {
+            case 0..<12: journey = .trial
+            case 12..<20: journey = .frustrated
+            case 20..<30: journey = .categoryLoop
+            case 30..<36: journey = .highValue
+            default: break
+            }
+        }
         var t = configuration.start.milliseconds + Int64(rng.next() % UInt64(max(configuration.span.value, 1)))
         var seq = 0
         var out: [SimulatedMessage] = []
@@ -125,12 +140,54 @@ public struct Simulator: Sendable {
             t = start + duration
         }
         let category = ["shoes", "bags", "coats", "hats"][Int(rng.next() % 4)]
+        switch journey {
+        case .trial:
+            stay("/app/dashboard", seconds: 5...15)
+            emit("page_view", path: "/settings/workflows/advanced")
+            for field in ["cron", "webhook", "cron"] {
+                t += Int64.random(in: 25...70, using: &rng) * 1000
+                emit("form_error", path: "/settings/workflows/advanced", extra: ",\"properties\":{\"field\":\"\(field)\",\"form\":\"workflow\"}")
+            }
+            t += 10_000
+            emit("page_hidden", path: "/settings/workflows/advanced")
+            return out
+        case .frustrated:
+            stay("/account/billing", seconds: 5...20)
+            for _ in 0..<3 {
+                emit("click", path: "/account/billing", extra: ",\"properties\":{\"element\":\"save\"}")
+                t += 400
+            }
+            t += 20_000
+            emit("chat_message", path: "/account/billing", extra: ",\"properties\":{\"text\":\"This is useless, the save button is broken\",\"sender\":\"visitor\"}")
+            t += 5000
+            emit("page_hidden", path: "/account/billing")
+            return out
+        case .categoryLoop:
+            for i in 0..<3 {
+                stay("/c/\(category)", seconds: 5...15)
+                stay("/p/sku-\(rng.next() % 500)-\(i)", seconds: 5...20)
+            }
+            emit("page_hidden", path: "/c/\(category)")
+            return out
+        case .highValue:
+            stay("/pricing", seconds: 10...30)
+            emit("page_hidden", path: "/pricing")
+            t += 35 * 60_000
+            stay("/pricing", seconds: 10...30)
+            emit("add_to_cart", path: "/p/pro-bundle", extra: ",\"properties\":{\"sku\":\"PRO\",\"quantity\":2,\"price\":\(300 + rng.next() % 200)}")
+            t += 5000
+            stay("/pricing", seconds: 10...30)
+            emit("page_hidden", path: "/pricing")
+            return out
+        default:
+            break
+        }
         stay("/", seconds: 3...10)
         stay("/c/\(category)", seconds: 5...20)
         let sku = "sku-\(rng.next() % 500)"
         stay("/p/\(sku)", seconds: 10...40)
         switch journey {
-        case .browse:
+        case .browse, .trial, .frustrated, .categoryLoop, .highValue:
             emit("page_hidden", path: "/p/\(sku)")
         case .buy, .dwellWithPings, .dwellSilent, .hesitate:
             emit("add_to_cart", path: "/p/\(sku)", extra: ",\"properties\":{\"sku\":\"\(sku)\",\"quantity\":1,\"price\":\(20 + rng.next() % 180)}")
@@ -153,7 +210,7 @@ public struct Simulator: Sendable {
                 emit("exit_intent", path: "/checkout/payment")
             case .dwellSilent:
                 emit("page_view", path: "/checkout/payment")
-            case .browse:
+            default:
                 break
             }
         }

@@ -157,6 +157,9 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Write JSON lines to standard output instead of producing to Kafka.") var stdout = false
     @Flag(help: "End every journey with a page view of /bye 10 minutes later (for comparisons with consumers that have no timers).")
     var farewell = false
+
+    @Flag(help: "Add the journeys of the other shipped scenarios: a SaaS trial stuck in the workflow settings, rage clicks and an unhappy chat, a category visited three times, a returning high-value buyer.")
+    var scenarios = false
     @Option(help: "Live: produce events in real time at about this many events per second, their event times the wall clock (journeys compressed in time to reach the rate).")
     var rate: Int?
     @Option(help: "Live: how long to produce, in seconds.") var seconds = 20
@@ -168,6 +171,7 @@ struct Simulate: AsyncParsableCommand {
         sim.seed = seed
         sim.badShare = badShare
         sim.farewell = farewell
+        sim.scenarios = scenarios
         guard let spanValue = Millis.parse(span) else { throw ValidationError("--span '\(span)' is not a duration such as 10m") }
         sim.span = spanValue
         if let rate {

@@ -93,9 +93,11 @@ struct SimulatorTests {
         #expect(Simulator(c).messages().map(\.value) != a.map(\.value))
     }
 
-    @Test func goodMessagesDecodeAndBadOnesAreRefused() {
+    @Test(arguments: [false, true])
+    func goodMessagesDecodeAndBadOnesAreRefused(scenarios: Bool) {
         var c = Simulator.Configuration()
         c.visitors = 200
+        c.scenarios = scenarios
         c.badShare = 0.05
         let decoder = EventDecoder()
         var good = 0, bad = 0

@@ -1,0 +1,118 @@
+@testable import BeckonCore
+import Foundation
+import Testing
+
+/// The shipped rules, policy and model, read the way `beckon rules test` reads them.
+func shippedBundle() throws -> (RuleSet, Policy, IntentModel) {
+    let dir = repositoryRoot + "/Rules"
+    let model = try shippedModel()
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") && $0 != "policy.yaml" }.sorted()
+    let files = try names.map { (name: $0, text: try String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) }
+    let rules = try RuleSet.load(files: files, intents: model.intents.map(\.name)).get()
+    let policy = try Policy.load(file: "policy.yaml", text: String(contentsOfFile: dir + "/policy.yaml", encoding: .utf8)).get()
+    return (rules, policy, model)
+}
+
+func fixtureTexts() throws -> [(String, String)] {
+    let dir = repositoryRoot + "/Rules/tests"
+    return try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        .map { ($0, try String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) }
+}
+
+func rules(_ texts: [(String, String)]) throws -> RuleSet {
+    try RuleSet.load(files: texts.map { (name: $0.0 + ".yaml", text: "id: \($0.0)\n" + $0.1) }).get()
+}
+
+func event(_ type: EventType, _ visitor: String, _ id: String, at seconds: Double, path: String? = nil,
+           _ fill: (inout EventProperties) -> Void = { _ in }) -> Event {
+    var p = EventProperties()
+    fill(&p)
+    return Event(id: id, type: type, visitorID: visitor, time: t0 + Millis(Int64(seconds * 1000)), pagePath: path, properties: p)
+}
+
+@Suite("Rules and policy in the core")
+struct RuleEngineTests {
+    let wall = EventTime.parseRFC3339("2026-11-21T00:00:00Z")!
+
+    @Test func everyShippedRuleTestPasses() throws {
+        let (rules, policy, model) = try shippedBundle()
+        let fixtures = try fixtureTexts()
+        #expect(fixtures.count >= 12)
+        for (name, text) in fixtures {
+            let fixture = try RuleFixture.parse(file: name, text: text)
+            #expect(fixture.run(rules: rules, policy: policy, model: model) == [], "\(name)")
+        }
+        // Every scenario rule has at least one test that expects its decision.
+        let all = fixtures.map(\.1).joined()
+        for rule in rules.rules { #expect(all.contains("rule: \(rule.id), action:"), "no test expects \(rule.id) to decide") }
+    }
+
+    @Test func aRuleTestWithAWrongExpectationFails() throws {
+        let (rules, policy, model) = try shippedBundle()
+        let text = try String(contentsOfFile: repositoryRoot + "/Rules/tests/checkout-payment-coupon.yaml", encoding: .utf8)
+        for (from, to) in [("{at: 1m, rule: checkout-payment-coupon", "{at: 2m, rule: checkout-payment-coupon"),
+                           ("code: STAY10", "code: STAY20"), ("experiment: treatment", "experiment: holdout")] {
+            #expect(text.contains(from))
+            let fixture = try RuleFixture.parse(file: "wrong.yaml", text: text.replacing(from, with: to))
+            let problems = fixture.run(rules: rules, policy: policy, model: model)
+            #expect(problems.count == 1 && problems[0].hasPrefix("expected decisions:"), "\(to): \(problems)")
+        }
+        // An event no tracker could send is reported, not silently skipped.
+        let bad = try RuleFixture.parse(file: "bad.yaml", text: "events:\n  - {at: 0s, type: click}\nexpect: {}\n")
+        #expect(bad.run(rules: rules, policy: policy, model: model).first?.contains("would be dead-lettered") == true)
+    }
+
+    @Test func theCouponBudgetCountsCouponsPerHourOfEventTime() throws {
+        let set = try rules([("leaving", "when: event == exit_intent\naction: coupon\npayload: {message: hi, code: C}\n")])
+        var p = PartitionProcessor(rules: set, policy: Policy(couponsPerHour: 2), configuration: configuration(lateness: 0))
+        var decisions: [Decision] = []
+        for (i, seconds) in [0.0, 60, 120, 3600, 3660].enumerated() {
+            decisions += p.process(event(.exitIntent, "v\(i)", "e\(i)", at: seconds, path: "/cart"), arrivedAt: wall)
+        }
+        #expect(decisions.map(\.visitorID) == ["v0", "v1", "v3", "v4"])
+        #expect(p.takeSuppressions().map { "\($0.visitorID) \($0.reason.rawValue)" } == ["v2 budget"])
+    }
+
+    @Test func capsPerSessionAndDay() throws {
+        let set = try rules([("click", "when: event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        let policy = Policy(minimumGap: .zero, maxPerSession: 10, maxPerDay: 2)
+        var p = PartitionProcessor(rules: set, policy: policy, configuration: configuration(lateness: 0))
+        var decisions: [Decision] = []
+        // Three clicks in one session: the third is over the daily cap. The next day, prompts resume.
+        for (i, seconds) in [0.0, 60, 120, 86_400].enumerated() {
+            decisions += p.process(event(.click, "v", "c\(i)", at: seconds, path: "/p") { $0.element = "b\(i)" }, arrivedAt: wall)
+            // Another event in between so the condition turns false (edge-triggered).
+            decisions += p.process(event(.scroll, "v", "s\(i)", at: seconds + 1, path: "/p") { $0.scrollDepth = 10 }, arrivedAt: wall)
+        }
+        #expect(decisions.map { Int(($0.eventTime - t0).value / 1000) } == [0, 60, 86_400])
+        #expect(p.takeSuppressions().map { "\(Int(($0.eventTime - t0).value / 1000)) \($0.reason.rawValue)" } == ["120 cap"])
+    }
+
+    @Test func aReloadKeepsWhatHeldSoNothingFiresAgainButNewRulesStart() throws {
+        let a = ("a", "when: cart_items >= 1\naction: offer_help\npayload: {message: one}\n")
+        var p = PartitionProcessor(rules: try rules([a]), policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        let add = { (id: String, s: Double) in event(.addToCart, "v", id, at: s, path: "/p") { $0.sku = "x"; $0.price = 5 } }
+        #expect(p.process(add("e1", 0), arrivedAt: wall).map(\.ruleID) == ["a"])
+        let b = ("b", "when: cart_items >= 1\naction: offer_help\npayload: {message: two}\n")
+        let changed = try rules([(a.0, a.1.replacing("one", with: "uno")), b])
+        p.replaceRules(changed, policy: Policy(minimumGap: .zero))
+        let after = p.process(add("e2", 10), arrivedAt: wall)
+        #expect(after.map(\.ruleID) == ["b"])
+        #expect(after.first?.ruleVersion == changed.rules[1].version)
+        #expect(p.rules.version == changed.version)
+    }
+
+    @Test func aWindowedCountReadsOnlyItsWindowAndFilter() throws {
+        let set = try rules([("errs", "when: count(form_error where page.path ~ \"/settings/**\", 2m) >= 3\naction: offer_help\npayload: {message: hi}\n")])
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        var decisions: [Decision] = []
+        let error = { (id: String, s: Double, path: String) in event(.formError, "v", id, at: s, path: path) { $0.field = "f" } }
+        decisions += p.process(error("e1", 0, "/settings/a"), arrivedAt: wall)
+        decisions += p.process(error("e2", 10, "/checkout"), arrivedAt: wall)   // filtered out
+        decisions += p.process(error("e3", 20, "/settings/b"), arrivedAt: wall)
+        decisions += p.process(error("e4", 130, "/settings/a"), arrivedAt: wall)  // e1 left the window
+        #expect(decisions.isEmpty)
+        decisions += p.process(error("e5", 135, "/settings/a"), arrivedAt: wall)  // e3, e4, e5
+        #expect(decisions.map(\.triggerEventID) == ["e5"])
+    }
+}
