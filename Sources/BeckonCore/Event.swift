@@ -91,7 +91,6 @@ public struct Event: Sendable, Equatable {
     /// True when the client's `ts` was too far from the broker's timestamp and was replaced.
     public var timeWasClamped: Bool
     public var userID: String?
-    public var sessionID: String?
     public var channel: String
     /// `page.path`, or the path of `page.url` when only the URL was sent.
     public var pagePath: String?
@@ -99,7 +98,7 @@ public struct Event: Sendable, Equatable {
 
     public init(
         id: String, type: EventType, visitorID: String, time: EventTime, timeWasClamped: Bool = false,
-        userID: String? = nil, sessionID: String? = nil, channel: String = "web", pagePath: String? = nil,
+        userID: String? = nil, channel: String = "web", pagePath: String? = nil,
         properties: EventProperties = EventProperties()
     ) {
         self.id = id
@@ -108,7 +107,6 @@ public struct Event: Sendable, Equatable {
         self.time = time
         self.timeWasClamped = timeWasClamped
         self.userID = userID
-        self.sessionID = sessionID
         self.channel = channel
         self.pagePath = pagePath
         self.properties = properties

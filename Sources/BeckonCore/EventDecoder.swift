@@ -113,13 +113,59 @@ public struct EventDecoder: Sendable {
         // event_id, type, visitor_id, ts, user_id, session_id, channel, page, properties
         var f = (Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot())
         var root = Slot()
+        // page.url, page.path, page.title, page.referrer: found while `page` is scanned.
+        var p = (Slot(), Slot(), Slot(), Slot())
+        // The properties a type names, found while `properties` is scanned when the type
+        // came before it (the usual order); otherwise they are looked up afterwards.
+        var found = (Slot(), Slot(), Slot())
+        var foundFor: EventType?
         do throws(JSONSyntaxError) {
             scanner.skipWhitespace()
             if scanner.index < bytes.count, bytes[scanner.index] == UInt8(ascii: "{") {
                 root.kind = .object
                 try scanner.members(depth: 1) { (key, s) throws(JSONSyntaxError) in
+                    let field = Self.envelopeField(key, bytes)
+                    if field == 7 || field == 8, s.index < bytes.count, bytes[s.index] == UInt8(ascii: "{") {
+                        var object = Slot()
+                        object.kind = .object
+                        object.start = s.index
+                        if field == 7 {
+                            p = (Slot(), Slot(), Slot(), Slot())
+                            try s.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
+                                let value = try s.value(depth: 2)
+                                switch Self.pageField(key, bytes) {
+                                case 0: p.0 = value
+                                case 1: p.1 = value
+                                case 2: p.2 = value
+                                case 3: p.3 = value
+                                default: break
+                                }
+                            }
+                            object.end = s.index
+                            f.7 = object
+                        } else {
+                            let type = f.1.kind == .string ? f.1.withUTF8(in: bytes, { EventType(utf8: $0) }) : nil
+                            let rules = type.map { Self.rules(for: $0) } ?? []
+                            found = (Slot(), Slot(), Slot())
+                            try s.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
+                                let value = try s.value(depth: 2)
+                                for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
+                                    switch i {
+                                    case 0: found.0 = value
+                                    case 1: found.1 = value
+                                    default: found.2 = value
+                                    }
+                                }
+                            }
+                            foundFor = type
+                            object.end = s.index
+                            f.8 = object
+                        }
+                        return
+                    }
                     let value = try s.value(depth: 1)
-                    switch Self.envelopeField(key, bytes) {
+                    if field == 8 { foundFor = nil }
+                    switch field {
                     case 0: f.0 = value
                     case 1: f.1 = value
                     case 2: f.2 = value
@@ -166,7 +212,8 @@ public struct EventDecoder: Sendable {
         if type == .identify, userID?.isEmpty ?? true {
             throw DecodeFailure(code: "missing_field", path: "$.user_id", message: "identify requires a non-empty user_id")
         }
-        let sessionID = try optionalString(f.5, bytes, path: "$.session_id", maxLength: 128)
+        // session_id is checked, not kept: sessions are derived from event time (the gap).
+        try checkOptionalString(f.5, bytes, path: "$.session_id", maxLength: 128)
         try checkOptionalString(f.6, bytes, path: "$.channel", maxLength: 32)
         let channel = f.6.kind == .string ? Self.channel(f.6, bytes) : "web"
         if channel.isEmpty { throw DecodeFailure(code: "empty_field", path: "$.channel", message: "must not be empty") }
@@ -175,18 +222,6 @@ public struct EventDecoder: Sendable {
         if f.7.kind != .absent {
             guard f.7.kind == .object else {
                 throw DecodeFailure(code: "wrong_type", path: "$.page", message: "expected an object, found \(f.7.typeName)")
-            }
-            var p = (Slot(), Slot(), Slot(), Slot())
-            var page = JSONScanner(bytes, at: f.7.start)
-            try? page.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
-                let value = try s.value(depth: 2)
-                switch Self.pageField(key, bytes) {
-                case 0: p.0 = value
-                case 1: p.1 = value
-                case 2: p.2 = value
-                case 3: p.3 = value
-                default: break
-                }
             }
             try checkOptionalString(p.0, bytes, path: "$.page.url", maxLength: 4096)
             try checkOptionalString(p.1, bytes, path: "$.page.path", maxLength: 2048)
@@ -202,10 +237,10 @@ public struct EventDecoder: Sendable {
             }
         }
         if path == nil, hasURL { path = Self.path(fromURL: url.string(in: bytes)) }
-        let properties = try scanProperties(type, f.8, bytes)
+        let properties = try scanProperties(type, f.8, bytes, found: foundFor == type ? found : nil)
         return Event(
             id: id, type: type, visitorID: visitorID, time: time, timeWasClamped: clamped, userID: userID,
-            sessionID: sessionID, channel: channel, pagePath: path, properties: properties)
+            channel: channel, pagePath: path, properties: properties)
     }
 
     private func requiredString(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, _ key: String, maxLength: Int) throws(DecodeFailure) -> String {
@@ -286,7 +321,7 @@ public struct EventDecoder: Sendable {
             if type == .identify, userID?.isEmpty ?? true {
                 throw DecodeFailure(code: "missing_field", path: "$.user_id", message: "identify requires a non-empty user_id")
             }
-            let sessionID = try optionalString(root, "session_id", path: "$.session_id", maxLength: 128)
+            _ = try optionalString(root, "session_id", path: "$.session_id", maxLength: 128)
             let channel = try optionalString(root, "channel", path: "$.channel", maxLength: 32) ?? "web"
             if channel.isEmpty { throw DecodeFailure(code: "empty_field", path: "$.channel", message: "must not be empty") }
             var path: String?
@@ -311,7 +346,7 @@ public struct EventDecoder: Sendable {
             let properties = try checkProperties(type, root)
             return .success(Event(
                 id: id, type: type, visitorID: visitorID, time: time, timeWasClamped: clamped, userID: userID,
-                sessionID: sessionID, channel: channel, pagePath: path, properties: properties))
+                channel: channel, pagePath: path, properties: properties))
         } catch {
             return .failure(error)
         }

@@ -3,35 +3,102 @@
 /// Free text is not here: `chat_message` text and search queries are scored by the
 /// decoder's caller and dropped, so they never reach state, decisions or storage.
 public struct EventProperties: Sendable, Equatable {
-    public var element: String?
-    /// `hover`: price, product, help or other.
-    public var hoverTarget: String?
-    /// `scroll`: deepest position, percent.
-    public var scrollDepth: Double?
-    /// `search`: number of results (0 = a zero-result search).
-    public var searchResults: Int?
-    public var sku: String?
-    public var quantity: Int?
-    public var price: Double?
-    /// `checkout_step`: step number.
-    public var step: Int?
-    /// `form_error`: the field in error.
-    public var field: String?
-    public var orderID: String?
-    /// `purchase` / `conversion` value.
-    public var value: Double?
-    public var currency: String?
-    public var goal: String?
-    /// `offer_*`: the decision the feedback is about.
-    public var decisionID: String?
-    /// `chat_message`: visitor, agent or bot.
-    public var chatSender: String?
-    /// `chat_started`: agent or bot.
-    public var chatWith: String?
-    /// `chat_message`: sentiment of the text in [-1, 1] (`Sentiment`); the text is dropped.
-    public var chatSentiment: Double?
+    // Compact: an event type has at most one free-text property, two numbers and a few
+    // small enumerations, so they share slots (about 48 bytes instead of 270); the public
+    // properties below read and write the slots.
+
+    /// Which free-text property `text` holds.
+    private enum TextField: UInt8 { case none, element, sku, field, orderID, goal, decisionID }
+    /// Which number `first` / `second` hold.
+    private enum NumberField: UInt8 { case none, scrollDepth, searchResults, quantity, step, chatSentiment, price, value }
+
+    private var text: String?
+    private var first = 0.0
+    private var second = 0.0
+    private var textField = TextField.none
+    private var firstField = NumberField.none
+    private var secondField = NumberField.none
+    /// hoverTarget, chatSender, chatWith: index + 1 in their lists (0: none).
+    private var hover: UInt8 = 0
+    private var sender: UInt8 = 0
+    private var with: UInt8 = 0
+    /// Three capital letters, packed (0: none).
+    private var currencyCode: UInt32 = 0
+
+    static let hoverTargets = ["price", "product", "help", "other"]
+    static let chatSenders = ["visitor", "agent", "bot"]
+    static let chatPartners = ["agent", "bot"]
 
     public init() {}
+
+    private func text(_ f: TextField) -> String? { textField == f ? text : nil }
+    private mutating func setText(_ f: TextField, _ value: String?) {
+        if let value { text = value; textField = f } else if textField == f { text = nil; textField = .none }
+    }
+
+    /// `price` and `value` use the second slot, the others the first: no type has two of one slot.
+    private static func usesSecond(_ f: NumberField) -> Bool { f == .price || f == .value }
+    private func number(_ f: NumberField) -> Double? {
+        Self.usesSecond(f) ? (secondField == f ? second : nil) : (firstField == f ? first : nil)
+    }
+    private mutating func setNumber(_ f: NumberField, _ value: Double?) {
+        if Self.usesSecond(f) {
+            if let value { second = value; secondField = f } else if secondField == f { second = 0; secondField = .none }
+        } else {
+            if let value { first = value; firstField = f } else if firstField == f { first = 0; firstField = .none }
+        }
+    }
+    private static func code(_ value: String?, in list: [String]) -> UInt8 {
+        guard let value, let i = list.firstIndex(of: value) else { return 0 }
+        return UInt8(i + 1)
+    }
+    private static func name(_ code: UInt8, in list: [String]) -> String? { code == 0 ? nil : list[Int(code) - 1] }
+
+    public var element: String? { get { text(.element) } set { setText(.element, newValue) } }
+    /// `hover`: price, product, help or other.
+    public var hoverTarget: String? {
+        get { Self.name(hover, in: Self.hoverTargets) }
+        set { hover = Self.code(newValue, in: Self.hoverTargets) }
+    }
+    /// `scroll`: deepest position, percent.
+    public var scrollDepth: Double? { get { number(.scrollDepth) } set { setNumber(.scrollDepth, newValue) } }
+    /// `search`: number of results (0 = a zero-result search).
+    public var searchResults: Int? { get { number(.searchResults).map { Int($0) } } set { setNumber(.searchResults, newValue.map(Double.init)) } }
+    public var sku: String? { get { text(.sku) } set { setText(.sku, newValue) } }
+    public var quantity: Int? { get { number(.quantity).map { Int($0) } } set { setNumber(.quantity, newValue.map(Double.init)) } }
+    public var price: Double? { get { number(.price) } set { setNumber(.price, newValue) } }
+    /// `checkout_step`: step number.
+    public var step: Int? { get { number(.step).map { Int($0) } } set { setNumber(.step, newValue.map(Double.init)) } }
+    /// `form_error`: the field in error.
+    public var field: String? { get { text(.field) } set { setText(.field, newValue) } }
+    public var orderID: String? { get { text(.orderID) } set { setText(.orderID, newValue) } }
+    /// `purchase` / `conversion` value.
+    public var value: Double? { get { number(.value) } set { setNumber(.value, newValue) } }
+    public var currency: String? {
+        get {
+            guard currencyCode != 0 else { return nil }
+            return String(decoding: [UInt8(currencyCode >> 16), UInt8(truncatingIfNeeded: currencyCode >> 8), UInt8(truncatingIfNeeded: currencyCode)], as: UTF8.self)
+        }
+        set {
+            guard let newValue, newValue.utf8.count == 3 else { currencyCode = 0; return }
+            currencyCode = newValue.utf8.reduce(0) { $0 << 8 | UInt32($1) }
+        }
+    }
+    public var goal: String? { get { text(.goal) } set { setText(.goal, newValue) } }
+    /// `offer_*`: the decision the feedback is about.
+    public var decisionID: String? { get { text(.decisionID) } set { setText(.decisionID, newValue) } }
+    /// `chat_message`: visitor, agent or bot.
+    public var chatSender: String? {
+        get { Self.name(sender, in: Self.chatSenders) }
+        set { sender = Self.code(newValue, in: Self.chatSenders) }
+    }
+    /// `chat_started`: agent or bot.
+    public var chatWith: String? {
+        get { Self.name(with, in: Self.chatPartners) }
+        set { with = Self.code(newValue, in: Self.chatPartners) }
+    }
+    /// `chat_message`: sentiment of the text in [-1, 1] (`Sentiment`); the text is dropped.
+    public var chatSentiment: Double? { get { number(.chatSentiment) } set { setNumber(.chatSentiment, newValue) } }
 }
 
 /// The checks of one property, mirroring `Schemas/events/<type>.schema.json`.
@@ -169,7 +236,9 @@ extension EventDecoder {
 
     /// The single-pass decoder's properties: the object was checked already; find the
     /// members this type names (the last of duplicates wins) and check them.
-    func scanProperties(_ type: EventType, _ slot: Slot, _ bytes: UnsafeRawBufferPointer) throws(DecodeFailure) -> EventProperties {
+    ///
+    /// - Parameter found: the members, when the envelope scan already found them.
+    func scanProperties(_ type: EventType, _ slot: Slot, _ bytes: UnsafeRawBufferPointer, found known: (Slot, Slot, Slot)? = nil) throws(DecodeFailure) -> EventProperties {
         var out = EventProperties()
         let rules = Self.rules(for: type)
         guard slot.kind != .absent else {
@@ -180,9 +249,9 @@ extension EventDecoder {
             throw DecodeFailure(code: "wrong_type", path: "$.properties", message: "expected an object, found \(slot.typeName)")
         }
         guard !rules.isEmpty else { return out }
-        var found = (Slot(), Slot(), Slot())
+        var found = known ?? (Slot(), Slot(), Slot())
         var scanner = JSONScanner(bytes, at: slot.start)
-        try? scanner.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
+        if known == nil { try? scanner.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
             let value = try s.value(depth: 2)
             for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
                 switch i {
@@ -191,7 +260,7 @@ extension EventDecoder {
                 default: found.2 = value
                 }
             }
-        }
+        } }
         for (i, rule) in rules.enumerated() {
             let value = i == 0 ? found.0 : i == 1 ? found.1 : found.2
             guard value.kind != .absent else {
