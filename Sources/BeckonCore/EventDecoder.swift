@@ -255,8 +255,13 @@ public struct EventDecoder: Sendable {
         return slot.string(in: bytes)
     }
 
-    private func checkOptionalString(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, path: String, maxLength: Int) throws(DecodeFailure) {
-        guard slot.kind != .absent, slot.kind != .null else { return }
+    @inline(__always) private func checkOptionalString(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, path: @autoclosure () -> String, maxLength: Int) throws(DecodeFailure) {
+        // The common case first: absent, or a string short enough in bytes.
+        if slot.kind == .absent || slot.kind == .null || (slot.kind == .string && slot.end - slot.start <= maxLength) { return }
+        try checkOptionalStringSlowly(slot, bytes, path: path(), maxLength: maxLength)
+    }
+
+    private func checkOptionalStringSlowly(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, path: String, maxLength: Int) throws(DecodeFailure) {
         guard slot.kind == .string else { throw DecodeFailure(code: "wrong_type", path: path, message: "expected a string, found \(slot.typeName)") }
         if slot.scalarCount(in: bytes, exceeds: maxLength) { throw DecodeFailure(code: "too_long", path: path, message: "longer than \(maxLength) characters") }
     }

@@ -12,13 +12,23 @@ import Darwin
 /// gives the same verdicts and is the oracle the differential tests and the fuzzer use.
 struct Slot {
     enum Kind: UInt8 { case absent, null, bool, number, string, array, object }
+    var number = 0.0
+    // 32-bit offsets keep a slot at 24 bytes (payloads are far below 2 GB): the decoder
+    // moves a dozen of them per message.
+    private var start32: Int32 = 0
+    private var end32: Int32 = 0
     var kind: Kind = .absent
-    /// Content range: between the quotes of a string, the braces of an object.
-    var start = 0
-    var end = 0
     /// A string that contains escapes must be unescaped before use.
     var escaped = false
-    var number = 0.0
+    /// Content range: between the quotes of a string, the braces of an object.
+    var start: Int {
+        @inline(__always) get { Int(start32) }
+        @inline(__always) set { start32 = Int32(truncatingIfNeeded: newValue) }
+    }
+    var end: Int {
+        @inline(__always) get { Int(end32) }
+        @inline(__always) set { end32 = Int32(truncatingIfNeeded: newValue) }
+    }
 
     var typeName: String {
         switch kind {
@@ -335,9 +345,12 @@ extension Slot {
     }
 
     /// Number of Unicode scalars, computed only when the byte count could exceed `limit`.
-    func scalarCount(in bytes: UnsafeRawBufferPointer, exceeds limit: Int) -> Bool {
-        if end - start <= limit { return false }
-        return withUTF8(in: bytes) { utf8 in
+    @inline(__always) func scalarCount(in bytes: UnsafeRawBufferPointer, exceeds limit: Int) -> Bool {
+        end - start <= limit ? false : countScalars(in: bytes, exceeds: limit)
+    }
+
+    private func countScalars(in bytes: UnsafeRawBufferPointer, exceeds limit: Int) -> Bool {
+        withUTF8(in: bytes) { utf8 in
             var scalars = 0
             for byte in utf8 where byte & 0xC0 != 0x80 { scalars += 1 }
             return scalars > limit

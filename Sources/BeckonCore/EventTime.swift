@@ -59,14 +59,18 @@ public struct EventTime: Hashable, Comparable, Sendable, CustomStringConvertible
         var fractionMs: Int64 = 0
         if i < b.count, b[i] == UInt8(ascii: ".") {
             i += 1
-            var scale: Int64 = 100
             let start = i
+            // Milliseconds from the first three digits; finer digits are checked and dropped.
             while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
-                fractionMs += Int64(b[i] - 0x30) * scale
-                scale /= 10
+                if i - start < 3 { fractionMs = fractionMs * 10 + Int64(b[i] - 0x30) }
                 i += 1
             }
             guard i > start else { return nil }
+            switch i - start {
+            case 1: fractionMs *= 100
+            case 2: fractionMs *= 10
+            default: break
+            }
         }
         guard i < b.count else { return nil }
         var offsetMinutes: Int64 = 0

@@ -475,7 +475,7 @@ public struct PartitionProcessor: Sendable {
         if counterSlots > 0 { count(event, in: &visitor) }
         rescore(&visitor)
         guard !rules.rules.isEmpty else { return [] }
-        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event), at: event.time, everyRule: opensSession, wallNow: wallNow)
+        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow)
     }
 
     struct PageInfo {
@@ -569,19 +569,20 @@ public struct PartitionProcessor: Sendable {
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
                 decisions += evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
             case .sessionEnd:
-                let visitor = visitors.pointer(timer.slot).pointee
-                let end = visitor.lastEventTime + configuration.sessionGap
-                if end <= now && visitor.pendingWakes == 0 && visitor.heldCount == 0 {
-                    returning[fnv64(visitor.visitorID)] = UInt32(visitor.features.visits) << 16
+                // Read through the pointer: a `let` copy of the state would move ~500 bytes.
+                let v = visitors.pointer(timer.slot)
+                let end = v.pointee.lastEventTime + configuration.sessionGap
+                if end <= now && v.pointee.pendingWakes == 0 && v.pointee.heldCount == 0 {
+                    returning[fnv64(v.pointee.visitorID)] = UInt32(v.pointee.features.visits) << 16
                         | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
-                    countSession(from: visitor.sessionPosition, to: -1)
+                    countSession(from: v.pointee.sessionPosition, to: -1)
                     visitors.remove(timer.slot)
                     statistics.evictedVisitors += 1
                 } else {
                     // Check again when the session may have ended, every rule wake-up has
                     // fired and the held events (at most the lateness ahead) have been applied.
-                    let heldBound = visitor.heldCount > 0 ? now + configuration.allowedLateness + Millis(1) : end
-                    let wakeBound = visitor.pendingWakes > 0 && visitor.latestWake != .unset ? visitor.latestWake : end
+                    let heldBound = v.pointee.heldCount > 0 ? now + configuration.allowedLateness + Millis(1) : end
+                    let wakeBound = v.pointee.pendingWakes > 0 && v.pointee.latestWake != .unset ? v.pointee.latestWake : end
                     let next = max(end, wakeBound, heldBound, timer.due + Millis(1))
                     timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
                 }

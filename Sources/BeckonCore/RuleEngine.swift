@@ -108,11 +108,11 @@ public struct SuppressedFiring: Sendable, Equatable {
 
 /// What made the rules be evaluated.
 enum RuleTrigger {
-    case event(Event)
+    case event(EventType, id: String)
     case timer
 
     var eventType: EventType? {
-        if case .event(let e) = self { return e.type }
+        if case .event(let type, _) = self { return type }
         return nil
     }
 }
@@ -447,7 +447,7 @@ extension PartitionProcessor {
     mutating func decide(_ risen: [Int], visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
         let order = risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
         let triggerID: String
-        if case .event(let e) = trigger { triggerID = e.id } else { triggerID = visitor.pageEventID }
+        if case .event(_, let id) = trigger { triggerID = id } else { triggerID = visitor.pageEventID }
         let firing = "\(triggerID)@\(time.milliseconds)"
         let tick = Tick(time)
         let visitorID = visitor.visitorID
@@ -506,7 +506,7 @@ extension PartitionProcessor {
         let on = visitor.pagePath.map { " on \($0)" } ?? ""
         let cause: String
         switch trigger {
-        case .event(let e): cause = "\(e.type.rawValue) event\(on)"
+        case .event(let type, _): cause = "\(type.rawValue) event\(on)"
         case .timer: cause = "time passing\(on)"
         }
         return [Decision(
