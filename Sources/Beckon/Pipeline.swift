@@ -31,6 +31,8 @@ public struct RunSummary: Sendable, Equatable {
     /// Rule sets taken by hot reload, and changes refused because a file was invalid.
     public var ruleReloads = 0
     public var refusedRuleReloads = 0
+    /// Times the rules folder was looked at for changes.
+    public var ruleFolderChecks = 0
     /// Decisions by "action rule_id".
     public var decisionsByActionAndRule: [String: Int] = [:]
     public var deadLettersByReason: [String: Int] = [:]
@@ -177,7 +179,9 @@ public final class Pipeline: @unchecked Sendable {
         let forced = reloadRequest.take()
         guard forced || wallNow - lastRulesCheck >= .seconds(1) else { return }
         lastRulesCheck = wallNow
-        switch reloader.check(force: forced) {
+        let outcome = reloader.check(force: forced)
+        summaryBox.withLock { $0.ruleFolderChecks += 1 }
+        switch outcome {
         case .unchanged:
             if forced { logger.notice("rules reload requested: \(reloader.directory) is unchanged (version \(rules.version))") }
         case .replaced(let old, let new):

@@ -79,4 +79,34 @@ struct HotReloadTests {
         #expect(versions.last?[1]?.contains("message: second") == true)
         #expect(pipeline.summary.eventsIn == 15 && pipeline.summary.deadLetters == 0)
     }
+
+    @Test("a reload request (what SIGHUP sends) takes a change the folder watch cannot see")
+    func reloadOnRequest() async throws {
+        let services = try TestServices.shared()
+        let database = try services.makeDatabase()
+        let config = try services.configuration(database: database, partitions: 1)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("beckon-hup-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/leaving.yaml"
+        try Self.rule(message: "aaaa").write(toFile: file, atomically: true, encoding: .utf8)
+        let bundle = try RuleFiles.loadBundle(directory: dir).get()
+        // The file changes before the reloader first looks at the folder, so its watch has
+        // nothing to notice: only a requested reload can take the change.
+        try Self.rule(message: "bbbb").write(toFile: file, atomically: true, encoding: .utf8)
+        let pipeline = Pipeline(configuration: config, rules: bundle.rules, model: bundle.model, policy: bundle.policy,
+                                reloader: RuleReloader(directory: dir, bundle: bundle), logger: TestKafka.logger)
+        let service = PipelineService(pipeline: pipeline)
+        let running = Task { try await service.run() }
+        let checks = pipeline.summary.ruleFolderChecks
+        try await waitUntil("the folder was checked twice more") { pipeline.summary.ruleFolderChecks >= checks + 2 }
+        #expect(pipeline.summary.ruleReloads == 0)
+        #expect(pipeline.rulesVersion == bundle.rules.version)
+        pipeline.requestRulesReload()
+        try await waitUntil("the requested reload is done") { pipeline.summary.ruleReloads == 1 }
+        #expect(pipeline.rulesVersion == (try RuleFiles.loadBundle(directory: dir).get()).rules.version)
+        #expect(pipeline.rulesVersion != bundle.rules.version)
+        service.requestStop()
+        try await running.value
+    }
 }
