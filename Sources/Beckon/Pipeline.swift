@@ -184,6 +184,7 @@ public final class Pipeline: @unchecked Sendable {
         switch outcome {
         case .unchanged:
             if forced { logger.notice("rules reload requested: \(reloader.directory) is unchanged (version \(rules.version))") }
+
         case .replaced(let old, let new):
             rules = reloader.rules
             policy = reloader.policy
@@ -197,12 +198,13 @@ public final class Pipeline: @unchecked Sendable {
             logger.notice("rules reloaded: version \(old) → \(new); in force from the next event", metadata: [
                 "beckon.rules": "\(rules.rules.map(\.id).joined(separator: ","))",
             ])
-            if reloader.modelChangedOnDisk {
-                logger.warning("the intent model file changed; it takes effect only after a restart (scores are kept per intent)")
-            }
+
         case .refused(let errors):
             summaryBox.withLock { $0.refusedRuleReloads += 1 }
             logger.error("rules change refused; the rules in force (version \(rules.version)) stay. Fix these and save again (check with 'beckon rules check'):\n\(errors)")
+        }
+        if reloader.lastCheckLoaded && reloader.modelChangedSinceLastReport() {
+            logger.warning("the intent model file changed; it takes effect only after a restart (scores are kept per intent)")
         }
     }
 

@@ -35,14 +35,23 @@ public final class RuleReloader: @unchecked Sendable {
         self.modelText = try? String(contentsOfFile: (directory as NSString).appendingPathComponent("models/intent.yaml"), encoding: .utf8)
     }
 
-    /// Whether the intent model file differs from the one in force.
-    public var modelChangedOnDisk: Bool {
-        (try? String(contentsOfFile: (directory as NSString).appendingPathComponent("models/intent.yaml"), encoding: .utf8)) != modelText
+    private var reportedModelText: String?
+    /// Whether the last `check()` read the folder (it changed, or the reload was forced).
+    public private(set) var lastCheckLoaded = false
+
+    /// True once for each new text of the intent model file that differs from the model in
+    /// force (for a one-time warning: a model change needs a restart).
+    public func modelChangedSinceLastReport() -> Bool {
+        let text = try? String(contentsOfFile: (directory as NSString).appendingPathComponent("models/intent.yaml"), encoding: .utf8)
+        guard text != modelText, text != reportedModelText else { return false }
+        reportedModelText = text
+        return true
     }
 
     public func check(force: Bool = false) -> Outcome {
         let now = RuleFiles.fingerprint(directory: directory)
-        guard force || now != fingerprint else { return .unchanged }
+        lastCheckLoaded = force || now != fingerprint
+        guard lastCheckLoaded else { return .unchanged }
         fingerprint = now
         switch RuleFiles.loadBundle(directory: directory, runningModel: model) {
         case .failure(let errors):
