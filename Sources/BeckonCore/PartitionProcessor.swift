@@ -293,6 +293,11 @@ public struct PartitionProcessor: Sendable {
     var timeRules: [Bool] = []
     /// Per rule, the event types that can change its condition (bit per `EventType.ordinal`).
     var ruleTriggers: [UInt32] = []
+    /// The union of `ruleTriggers`.
+    var anyRuleTriggers: UInt32 = 0
+    /// Per rule, its condition and channels (read on every evaluation).
+    var ruleConditions: [Condition] = []
+    var ruleChannels: [[String]] = []
     /// Rules that read the event just seen (`event == …`).
     var momentaryRules: [Bool] = []
     /// Coupons given per hour of event time (hour index → count), for the policy's budget.
@@ -395,6 +400,7 @@ public struct PartitionProcessor: Sendable {
         let settled = process(event, idHash: idHash, late: late, position: position, slot: slot, visitor: &visitors.pointer(slot).pointee, wallNow: wallNow)
         statistics.decisions += settled.count
         let fired = fireDueTimers(wallNow: wallNow)
+        if released.isEmpty && fired.isEmpty { return settled }
         return released + settled + fired
     }
 

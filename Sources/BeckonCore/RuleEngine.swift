@@ -224,6 +224,9 @@ extension PartitionProcessor {
             }
         }
         ruleTriggers = rules.rules.map { mask($0.condition) }
+        anyRuleTriggers = ruleTriggers.reduce(0, |)
+        ruleConditions = rules.rules.map(\.condition)
+        ruleChannels = rules.rules.map(\.channels)
         func readsEvent(_ c: Condition) -> Bool {
             switch c {
             case .all(let parts), .any(let parts): return parts.contains(where: readsEvent)
@@ -398,23 +401,26 @@ extension PartitionProcessor {
     /// its timer or a page event, both applied in event-time order, so at the same instant
     /// in any arrival order.
     mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, wallNow: EventTime) -> [Decision] {
+        let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
+        // Most events affect no rule of a small set: skip building the context.
+        guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
         let info = visitor.pagePath.map { pageInfo($0) }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, pathMatches: info?.matches ?? [], pageClass: visitor.pageClass,
             channel: visitor.channel, eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
-        let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
-        for i in rules.rules.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
-            let rule = rules.rules[i]
+        for i in ruleTriggers.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
+            // The condition alone, not the whole rule: a `Rule` copy retains a dozen strings.
+            let condition = ruleConditions[i]
             var holds = false
-            if rule.channels.isEmpty || rule.channels.contains(visitor.channel) {
+            if ruleChannels[i].isEmpty || ruleChannels[i].contains(visitor.channel) {
                 if timeRules[i] {
-                    let (h, at) = evaluateWithWake(rule.condition, visitor, context)
+                    let (h, at) = evaluateWithWake(condition, visitor, context)
                     holds = h
                     if !h, let at { wake = min(wake ?? at, at) }
                 } else {
-                    holds = evaluate(rule.condition, visitor, context)
+                    holds = evaluate(condition, visitor, context)
                 }
             }
             let was = visitor.ruleBits.contains(i)
@@ -422,7 +428,7 @@ extension PartitionProcessor {
             // "The event just seen" holds only at that instant: what stays is the condition
             // without it, so the next such event can fire the rule again.
             let stays = holds && momentaryRules[i] && context.eventType != nil
-                ? evaluate(rule.condition, visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
+                ? evaluate(condition, visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
                                                                       pageClass: context.pageClass, channel: context.channel, eventType: nil))
                 : holds
             if stays != was { visitor.ruleBits.set(i, stays) }
