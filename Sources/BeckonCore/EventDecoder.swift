@@ -148,14 +148,7 @@ public struct EventDecoder: Sendable {
                             let rules = type.map { Self.rules(for: $0) } ?? []
                             found = (Slot(), Slot(), Slot())
                             try s.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
-                                let value = try s.value(depth: 2)
-                                for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
-                                    switch i {
-                                    case 0: found.0 = value
-                                    case 1: found.1 = value
-                                    default: found.2 = value
-                                    }
-                                }
+                                Self.keep(try s.value(depth: 2), ifNamed: key, by: rules, bytes, in: &found)
                             }
                             foundFor = type
                             object.end = s.index

@@ -234,6 +234,19 @@ extension EventDecoder {
         }
     }
 
+    /// Keeps a properties member's value when its key names one of `rules` (a type has at
+    /// most three properties; the last of duplicates wins).
+    @inline(__always) static func keep(_ value: Slot, ifNamed key: Slot, by rules: [PropertyRule], _ bytes: UnsafeRawBufferPointer,
+                                       in found: inout (Slot, Slot, Slot)) {
+        for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
+            switch i {
+            case 0: found.0 = value
+            case 1: found.1 = value
+            default: found.2 = value
+            }
+        }
+    }
+
     /// The single-pass decoder's properties: the object was checked already; find the
     /// members this type names (the last of duplicates wins) and check them.
     ///
@@ -251,16 +264,11 @@ extension EventDecoder {
         guard !rules.isEmpty else { return out }
         var found = known ?? (Slot(), Slot(), Slot())
         var scanner = JSONScanner(bytes, at: slot.start)
-        if known == nil { try? scanner.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
-            let value = try s.value(depth: 2)
-            for i in rules.indices where key.equals(rules[i].utf8Name, in: bytes) {
-                switch i {
-                case 0: found.0 = value
-                case 1: found.1 = value
-                default: found.2 = value
-                }
+        if known == nil {
+            try? scanner.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
+                Self.keep(try s.value(depth: 2), ifNamed: key, by: rules, bytes, in: &found)
             }
-        } }
+        }
         for (i, rule) in rules.enumerated() {
             let value = i == 0 ? found.0 : i == 1 ? found.1 : found.2
             guard value.kind != .absent else {

@@ -306,6 +306,17 @@ struct Topics: AsyncParsableCommand {
 struct Rules: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check and test rule files.", subcommands: [Check.self, Test.self])
 
+    /// The folder's rules, policy and model; or every error printed and exit 1.
+    static func loadOrPrintErrors(_ dir: String) throws -> RuleBundle {
+        switch RuleFiles.loadBundle(directory: dir) {
+        case .success(let bundle): return bundle
+        case .failure(let errors):
+            for error in errors.errors { print(error) }
+            print("\(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s") (a running beckon run refuses such a set and keeps the rules it has)")
+            throw ExitCode(1)
+        }
+    }
+
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate the rules, policy and intent model in DIR; print every error as file:line:column.",
@@ -315,21 +326,15 @@ struct Rules: AsyncParsableCommand {
 
         func run() async throws {
             let dir = try directory ?? common.load().rulesDirectory
-            switch RuleFiles.loadBundle(directory: dir) {
-            case .success(let bundle):
-                print("\(bundle.rules.rules.count) rules OK (version \(bundle.rules.version)): \(bundle.rules.rules.map(\.id).joined(separator: ", "))")
-                let p = bundle.policy
-                print(bundle.hasPolicy ? "policy OK:" : "no policy.yaml, the standard policy:",
-                      "min_gap \(p.minimumGap), \(p.maxPerSession)/session, \(p.maxPerDay)/day, default cooldown \(p.defaultCooldown),",
-                      "dismissed backoff \(p.dismissedBackoff), coupons \(p.couponsPerHour.map { "\($0)/hour per partition" } ?? "unlimited"),",
-                      "quiet during human chat: \(p.quietDuringHumanChat)")
-                print(bundle.hasModel ? "intent model OK: \(bundle.model.intents.map(\.name).joined(separator: ", ")) over \(bundle.model.features.count) features"
-                      : "no intent model (models/intent.yaml): decisions will carry no intent scores")
-            case .failure(let errors):
-                for error in errors.errors { print(error) }
-                print("\(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"); nothing was changed")
-                throw ExitCode(1)
-            }
+            let bundle = try Rules.loadOrPrintErrors(dir)
+            print("\(bundle.rules.rules.count) rules OK (version \(bundle.rules.version)): \(bundle.rules.rules.map(\.id).joined(separator: ", "))")
+            let p = bundle.policy
+            print(bundle.hasPolicy ? "policy OK:" : "no policy.yaml, the standard policy:",
+                  "min_gap \(p.minimumGap), \(p.maxPerSession)/session, \(p.maxPerDay)/day, default cooldown \(p.defaultCooldown),",
+                  "dismissed backoff \(p.dismissedBackoff), coupons \(p.couponsPerHour.map { "\($0)/hour per partition" } ?? "unlimited"),",
+                  "quiet during human chat: \(p.quietDuringHumanChat)")
+            print(bundle.hasModel ? "intent model OK: \(bundle.model.intents.map(\.name).joined(separator: ", ")) over \(bundle.model.features.count) features"
+                  : "no intent model (models/intent.yaml): decisions will carry no intent scores")
         }
     }
 
@@ -342,13 +347,7 @@ struct Rules: AsyncParsableCommand {
 
         func run() async throws {
             let dir = try directory ?? common.load().rulesDirectory
-            let bundle: RuleBundle
-            switch RuleFiles.loadBundle(directory: dir) {
-            case .success(let loaded): bundle = loaded
-            case .failure(let errors):
-                for error in errors.errors { print(error) }
-                throw ExitCode(1)
-            }
+            let bundle = try Rules.loadOrPrintErrors(dir)
             let fixtures = RuleFiles.fixtures(directory: dir)
             guard !fixtures.isEmpty else {
                 print("no rule tests in \(dir)/tests")
