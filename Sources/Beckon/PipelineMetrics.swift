@@ -28,31 +28,23 @@ final class PipelineMetrics: Sendable {
     }
 
     func deadLetter(reason: String) {
-        deadLetters.withLock { counters in
-            if counters[reason] == nil {
-                counters[reason] = CoreMetrics.Counter(label: "beckon_dead_letters_total", dimensions: [("reason", reason)], factory: factory)
-            }
-            counters[reason]!.increment()
-        }
+        increment(deadLetters, "beckon_dead_letters_total", [("reason", reason)])
     }
 
     /// `beckon_suppressed_total{reason, rule}`: firings the policy kept from becoming prompts.
     func suppressed(reason: String, rule: String) {
-        suppressions.withLock { counters in
-            let key = reason + " " + rule
-            if counters[key] == nil {
-                counters[key] = CoreMetrics.Counter(label: "beckon_suppressed_total", dimensions: [("reason", reason), ("rule", rule)], factory: factory)
-            }
-            counters[key]!.increment()
-        }
+        increment(suppressions, "beckon_suppressed_total", [("reason", reason), ("rule", rule)])
     }
 
     func decision(action: String, rule: String) {
-        decisions.withLock { counters in
-            let key = action + " " + rule
-            if counters[key] == nil {
-                counters[key] = CoreMetrics.Counter(label: "beckon_decisions_total", dimensions: [("action", action), ("rule", rule)], factory: factory)
-            }
+        increment(decisions, "beckon_decisions_total", [("action", action), ("rule", rule)])
+    }
+
+    /// One counter per label set, made on first use.
+    private func increment(_ counters: borrowing Mutex<[String: CoreMetrics.Counter]>, _ label: String, _ dimensions: [(String, String)]) {
+        let key = dimensions.map(\.1).joined(separator: " ")
+        counters.withLock { counters in
+            if counters[key] == nil { counters[key] = CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory) }
             counters[key]!.increment()
         }
     }
