@@ -313,21 +313,7 @@ struct JSONScanner {
     }
 
     private mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
-        guard index + 4 <= bytes.count else { throw error("truncated \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[index]
-            let digit: UInt32
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
-            default: throw error("invalid hex digit in \\u escape")
-            }
-            value = value << 4 | digit
-            index += 1
-        }
-        return value
+        try readHex4(bytes, &index)
     }
 }
 
@@ -417,4 +403,24 @@ extension Slot {
         }
         return out
     }
+}
+
+/// The four hex digits of a `\u` escape at `index`, which ends past them; shared by both
+/// parsers so they refuse the same bytes with the same message at the same offset.
+func readHex4(_ bytes: UnsafeRawBufferPointer, _ index: inout Int) throws(JSONSyntaxError) -> UInt32 {
+    guard index + 4 <= bytes.count else { throw JSONSyntaxError(offset: index, message: "truncated \\u escape") }
+    var value: UInt32 = 0
+    for _ in 0..<4 {
+        let byte = bytes[index]
+        let digit: UInt32
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+        default: throw JSONSyntaxError(offset: index, message: "invalid hex digit in \\u escape")
+        }
+        value = value << 4 | digit
+        index += 1
+    }
+    return value
 }
