@@ -34,9 +34,10 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        .target(name: "CBeckonSIMD"),
         .target(
             name: "BeckonCore",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: ["CBeckonSIMD", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "BeckonKafka",
@@ -95,7 +96,7 @@ let package = Package(
 //   BECKON_BENCHMARKS=1 swift package --scratch-path .build-bench benchmark   (make bench)
 if ProcessInfo.processInfo.environment["BECKON_BENCHMARKS"] == "1" {
     package.dependencies.append(
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]))
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: []))
     package.targets.append(.executableTarget(
         name: "DecodeAndCore",
         dependencies: ["BeckonCore", .product(name: "Benchmark", package: "benchmark")],

@@ -82,7 +82,7 @@ func runCore(_ events: [Event], _ benchmark: Benchmark) {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(metrics: [.throughput, .wallClock, .mallocCountTotal], maxDuration: .seconds(5), maxIterations: 1000)
+    Benchmark.defaultConfiguration = .init(metrics: [.throughput, .wallClock], maxDuration: .seconds(5), maxIterations: 1000)
 
     Benchmark("decode+validate (\(mix.count) msgs, \(mix.reduce(0) { $0 + $1.value.count } / mix.count) B avg)",
               configuration: .init(scalingFactor: .one)) { benchmark in

@@ -32,7 +32,7 @@ public enum EventType: String, Sendable, CaseIterable, Hashable {
     init?(utf8: UnsafeRawBufferPointer) {
         let names = Self.utf8Names
         for i in 0..<names.count where names[i].utf8CodeUnitCount == utf8.count
-            && memcmp(names[i].utf8Start, utf8.baseAddress!, utf8.count) == 0 {
+            && bytesEqual(names[i].utf8Start, utf8.baseAddress!, count: utf8.count) {
             self = Self.cases[i]
             return
         }

@@ -108,7 +108,7 @@ public struct EventDecoder: Sendable {
         return slot.string(in: bytes)
     }
 
-    private func scan(_ bytes: UnsafeRawBufferPointer, key: String?, brokerTime: EventTime?) throws(DecodeFailure) -> Event {
+    @inline(__always) private func scan(_ bytes: UnsafeRawBufferPointer, key: String?, brokerTime: EventTime?) throws(DecodeFailure) -> Event {
         var scanner = JSONScanner(bytes)
         // event_id, type, visitor_id, ts, user_id, session_id, channel, page, properties
         var f = (Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot(), Slot())
@@ -225,7 +225,7 @@ public struct EventDecoder: Sendable {
         }
         let hasURL = url.kind == .string && url.end > url.start
         if type == .pageView || type == .pagePing {
-            guard path?.hasPrefix("/") ?? false || hasURL else {
+            guard path?.utf8.first == UInt8(ascii: "/") || hasURL else {
                 throw DecodeFailure(code: "missing_field", path: "$.page", message: "\(type.rawValue) requires page.path (starting with /) or page.url")
             }
         }
@@ -334,7 +334,7 @@ public struct EventDecoder: Sendable {
                 _ = try optionalString(page, "referrer", path: "$.page.referrer", maxLength: 4096)
             }
             if type == .pageView || type == .pagePing {
-                let hasPath = path?.hasPrefix("/") ?? false
+                let hasPath = path?.utf8.first == UInt8(ascii: "/")
                 let hasURL = !(url?.isEmpty ?? true)
                 guard hasPath || hasURL else {
                     throw DecodeFailure(code: "missing_field", path: "$.page", message: "\(type.rawValue) requires page.path (starting with /) or page.url")

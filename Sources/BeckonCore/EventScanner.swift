@@ -1,3 +1,4 @@
+import CBeckonSIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -210,13 +211,39 @@ struct JSONScanner {
     ///
     /// Errors come in the reference parser's order: a syntax error anywhere in the string
     /// wins over invalid UTF-8, which is reported at the string's start.
-    private mutating func string() throws(JSONSyntaxError) -> Bool {
+    @inline(__always) private mutating func string() throws(JSONSyntaxError) -> Bool {
+        // Most strings (keys, ids, enums, short paths) are plain ASCII and end within 16
+        // bytes: one vector compare finds the closing quote.
+        let first = index + 1
+        if first + 16 <= bytes.count {
+            let special = beckon_string_specials16(bytes.baseAddress! + first)
+            if special != 0 {
+                let at = first + special.trailingZeroBitCount
+                if bytes[at] == UInt8(ascii: "\"") {
+                    index = at + 1
+                    return false
+                }
+            }
+        }
+        return try stringSlowly()
+    }
+
+    private mutating func stringSlowly() throws(JSONSyntaxError) -> Bool {
         index += 1
         let start = index
         var escaped = false
         var badUTF8 = false
         let count = bytes.count
         while index < count {
+            while index + 16 <= count {
+                let special = beckon_string_specials16(bytes.baseAddress! + index)
+                if special == 0 {
+                    index += 16
+                } else {
+                    index += special.trailingZeroBitCount
+                    break
+                }
+            }
             // Eight bytes at a time while none is a quote, a backslash, a control or a non-ASCII byte.
             while index + 8 <= count {
                 let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
@@ -317,6 +344,24 @@ struct JSONScanner {
     }
 }
 
+/// `count` bytes at `a` and `b` are equal. Names of up to 16 bytes (keys, types) are
+/// compared as two overlapping word loads instead of a `memcmp` call.
+@inline(__always) func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Bool {
+    @inline(__always) func same<T: FixedWidthInteger>(_: T.Type) -> Bool {
+        let tail = count - MemoryLayout<T>.size
+        return a.loadUnaligned(as: T.self) == b.loadUnaligned(as: T.self)
+            && a.loadUnaligned(fromByteOffset: tail, as: T.self) == b.loadUnaligned(fromByteOffset: tail, as: T.self)
+    }
+    switch count {
+    case 0: return true
+    case 1: return a.load(as: UInt8.self) == b.load(as: UInt8.self)
+    case 2...3: return same(UInt16.self)
+    case 4...7: return same(UInt32.self)
+    case 8...16: return same(UInt64.self)
+    default: return memcmp(a, b, count) == 0
+    }
+}
+
 extension Slot {
     /// The string's bytes (already checked), unescaped when needed.
     func withUTF8<R>(in bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R) -> R {
@@ -348,7 +393,7 @@ extension Slot {
         let count = name.utf8CodeUnitCount
         if !escaped {
             guard end - start == count else { return false }
-            return memcmp(bytes.baseAddress! + start, name.utf8Start, count) == 0
+            return bytesEqual(bytes.baseAddress! + start, name.utf8Start, count: count)
         }
         return withUTF8(in: bytes) { utf8 in utf8.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: count)) }
     }

@@ -35,7 +35,12 @@ public struct EventTime: Hashable, Comparable, Sendable, CustomStringConvertible
         return utf8.withUnsafeMutableBufferPointer { parseRFC3339(UnsafeBufferPointer($0)) }
     }
 
-    static func parseRFC3339(_ b: UnsafeBufferPointer<UInt8>) -> EventTime? {
+    @inline(__always) static func parseRFC3339(_ b: UnsafeBufferPointer<UInt8>) -> EventTime? {
+        parseCommonRFC3339(b) ?? parseAnyRFC3339(b)
+    }
+
+    /// Every form RFC 3339 allows (the reference for `parseCommonRFC3339`).
+    static func parseAnyRFC3339(_ b: UnsafeBufferPointer<UInt8>) -> EventTime? {
         // YYYY-MM-DDTHH:MM:SS[.fff...](Z|±HH:MM)
         guard b.count >= 20 else { return nil }
         func digits(_ start: Int, _ count: Int) -> Int64? {
@@ -90,6 +95,41 @@ public struct EventTime: Hashable, Comparable, Sendable, CustomStringConvertible
         let days = daysFromCivil(year, month, day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offsetMinutes * 60
         return EventTime(milliseconds: seconds * 1000 + fractionMs)
+    }
+}
+
+extension EventTime {
+    /// `YYYY-MM-DDTHH:MM:SS.sssZ`, the form trackers send: the fixed-position digits are
+    /// checked and converted eight bytes at a time. Nil for anything else, which the
+    /// general parser then judges.
+    @inline(__always) static func parseCommonRFC3339(_ b: UnsafeBufferPointer<UInt8>) -> EventTime? {
+        guard b.count == 24, b[23] | 0x20 == UInt8(ascii: "z"), b[19] == UInt8(ascii: "."), b[16] == UInt8(ascii: ":") else { return nil }
+        let raw = UnsafeRawPointer(b.baseAddress!)
+        // Bytes 0–7 "YYYY-MM-", 8–15 "DDTHH:MM"; digits masked in, separators compared.
+        let dateWord = raw.loadUnaligned(as: UInt64.self)
+        let timeWord = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) | 0x0000_0000_0020_0000  // 'T' → 't'
+        let dateDigits: UInt64 = 0x00FF_FF00_FFFF_FFFF, timeDigits: UInt64 = 0xFFFF_00FF_FF00_FFFF
+        guard dateWord & ~dateDigits == 0x2D00_002D_0000_0000, timeWord & ~timeDigits == 0x0000_3A00_0074_0000,
+              isDigits(dateWord, dateDigits), isDigits(timeWord, timeDigits) else { return nil }
+        let tail = (b[17] &- 0x30, b[18] &- 0x30, b[20] &- 0x30, b[21] &- 0x30, b[22] &- 0x30)
+        guard tail.0 < 10, tail.1 < 10, tail.2 < 10, tail.3 < 10, tail.4 < 10 else { return nil }
+        @inline(__always) func digit(_ word: UInt64, _ i: Int) -> Int64 { Int64((word >> (8 * i)) & 0x0F) }
+        let year = digit(dateWord, 0) * 1000 + digit(dateWord, 1) * 100 + digit(dateWord, 2) * 10 + digit(dateWord, 3)
+        let month = digit(dateWord, 5) * 10 + digit(dateWord, 6)
+        let day = digit(timeWord, 0) * 10 + digit(timeWord, 1)
+        let hour = digit(timeWord, 3) * 10 + digit(timeWord, 4)
+        let minute = digit(timeWord, 6) * 10 + digit(timeWord, 7)
+        let second = Int64(tail.0) * 10 + Int64(tail.1)
+        guard month >= 1, month <= 12, day >= 1, day <= daysInMonth(year, month), hour < 24, minute < 60, second < 61 else { return nil }
+        let seconds = daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + min(second, 59)
+        return EventTime(milliseconds: seconds * 1000 + Int64(tail.2) * 100 + Int64(tail.3) * 10 + Int64(tail.4))
+    }
+
+    /// True when every byte selected by `mask` is an ASCII digit.
+    @inline(__always) private static func isDigits(_ word: UInt64, _ mask: UInt64) -> Bool {
+        let high = 0xF0F0_F0F0_F0F0_F0F0 & mask, three = 0x3030_3030_3030_3030 & mask, six = 0x0606_0606_0606_0606 & mask
+        let d = word & mask
+        return d & high == three && (d &+ six) & high == three
     }
 }
 

@@ -1,0 +1,44 @@
+// Vector helpers the Swift decoder inlines (Swift's own SIMD comparisons are not lowered
+// to vector instructions by this toolchain). Header-only: every function is static inline.
+#ifndef BECKON_SIMD_H
+#define BECKON_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+/// One bit per byte of the 16 at `p` (bit i for byte i) that is a quote, a backslash,
+/// a control character (< 0x20) or not ASCII (>= 0x80): the bytes a JSON string scan
+/// must look at. `p` need not be aligned; all 16 bytes must be readable.
+static inline uint32_t beckon_string_specials16(const void *p) {
+#if defined(__SSE2__)
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also flags them.
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return (uint32_t)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
+#elif defined(__ARM_NEON)
+    uint8x16_t v = vld1q_u8((const uint8_t *)p);
+    uint8x16_t m = vorrq_u8(vorrq_u8(vceqq_u8(v, vdupq_n_u8('"')), vceqq_u8(v, vdupq_n_u8('\\'))),
+                            vorrq_u8(vcltq_u8(v, vdupq_n_u8(0x20)), vcgeq_u8(v, vdupq_n_u8(0x80))));
+    static const uint8_t weights[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    uint8x16_t bits = vandq_u8(m, vld1q_u8(weights));
+    return (uint32_t)vaddv_u8(vget_low_u8(bits)) | (uint32_t)vaddv_u8(vget_high_u8(bits)) << 8;
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    uint32_t mask = 0;
+    for (int i = 0; i < 16; i++) {
+        uint8_t c = b[i];
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) mask |= 1u << i;
+    }
+    return mask;
+#endif
+}
+
+#endif
