@@ -257,7 +257,8 @@ struct VisitorFeatures: Sendable, Equatable {
 
 /// Where the visitor is, from the engine's page tracking.
 struct PageContext: Sendable {
-    var path: String?
+    /// False when no page is current (none seen, or hidden).
+    var onPage: Bool
     var pathHash: UInt32
     var since: Tick
     var pageClass: PageClass
@@ -398,10 +399,10 @@ public enum Feature: String, CaseIterable, Sendable {
         case .visits: return Double(f.visits)
         case .returning: return b(f.visits > 1)
         case .pageClass: return Double(page.pageClass.ordinal)
-        case .pageDwellSeconds: return page.path == nil ? 0 : page.since.seconds(until: now)
+        case .pageDwellSeconds: return !page.onPage ? 0 : page.since.seconds(until: now)
         case .pageViews: return Double(f.pageViews)
         case .pageViews5m: return Double(f.recentPages.count(since: now.minus(milliseconds: 300_000)))
-        case .samePageViews: return page.path == nil ? 0 : Double(f.recentPages.count(since: .never, tag: page.pathHash))
+        case .samePageViews: return !page.onPage ? 0 : Double(f.recentPages.count(since: .never, tag: page.pathHash))
         case .sameCategoryViews:
             return page.pageClass != .category ? 0 : Double(f.recentCategories.count(since: .never, tag: page.pathHash))
         case .productViews: return views(.product)
@@ -421,7 +422,7 @@ public enum Feature: String, CaseIterable, Sendable {
         case .checkoutStep: return Double(f.checkoutStep)
         case .checkoutStepSeconds: return f.checkoutStep == 0 ? 0 : f.checkoutStepSince.seconds(until: now)
         case .purchased: return b(f.purchased)
-        case .formErrorsPage: return page.path == nil ? 0 : Double(f.formErrors.count(since: .never, tag: page.pathHash))
+        case .formErrorsPage: return !page.onPage ? 0 : Double(f.formErrors.count(since: .never, tag: page.pathHash))
         case .formErrors1m: return Double(f.formErrors.count(since: now.minus(milliseconds: 60_000)))
         case .formErrors5m: return Double(f.formErrors.count(since: now.minus(milliseconds: 300_000)))
         case .formErrorsSession: return Double(f.formErrorsSession)
@@ -433,7 +434,7 @@ public enum Feature: String, CaseIterable, Sendable {
         case .zeroResultSearches: return Double(f.zeroResultSearches)
         case .exitIntent:
             // As of `now`: a timer due before the latest exit intent does not see it.
-            return b(page.path != nil && f.lastExitIntent != .never && f.lastExitIntent >= page.since && f.lastExitIntent <= now)
+            return b(page.onPage && f.lastExitIntent != .never && f.lastExitIntent >= page.since && f.lastExitIntent <= now)
         case .exitIntents: return Double(f.exitIntents)
         case .chatMessages: return Double(f.chatMessages)
         case .chatSentiment: return Double(f.lastSentiment)

@@ -32,11 +32,11 @@ public struct ProcessorStatistics: Sendable, Equatable {
     public var suppressed: [String: Int] = [:]
 }
 
-/// FNV-1a, 64 bits, never 0.
-@inline(__always) func fnv64(_ s: String) -> UInt64 {
+/// FNV-1a, 64 bits, never 0. `seed` replaces the standard offset basis.
+@inline(__always) func fnv64(_ s: String, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
     var s = s
     return s.withUTF8 { bytes in
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = seed
         for byte in bytes {
             h ^= UInt64(byte)
             h &*= 0x100_0000_01B3
@@ -103,6 +103,8 @@ struct VisitorState: Sendable {
     /// Events of this visitor waiting in the held queue.
     var heldCount: UInt16 = 0
     var pageClass: PageClass = .other
+    /// The rule set's path tests the current page passes.
+    var pathMatches = PathMatches()
     var sessionTimerPending = false
     var recentEventIDs = RecentEventIDs()
     var scores = IntentScores()
@@ -112,17 +114,21 @@ struct VisitorState: Sendable {
         visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0), pagePath: nil,
         pageSince: EventTime(milliseconds: 0), pageEventID: "")
 
-    var page: PageContext { PageContext(path: pagePath, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
+    var page: PageContext { PageContext(onPage: pagePath != nil, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
 }
 
 /// Visitors by id, in slots of one buffer: one hash lookup per event, and the state is
 /// mutated in place through a pointer (no copy of the ~500-byte state per event).
 ///
+/// The index is open addressing over 8-byte buckets (a 32-bit tag of the id's hash and
+/// the slot), probed linearly and compacted by backward shifts on removal; a tag match is
+/// confirmed against the id in the slot. The hash is seeded per table, so ids crafted to
+/// collide in one process do not collide in another.
+///
 /// A class for the stable buffer; `PartitionProcessor` copies it on write, so the
 /// processor keeps value semantics.
 final class VisitorTable: @unchecked Sendable {
     // @unchecked: a processor (and so its table) is used by one thread at a time.
-    private var index: [String: Int32] = [:]
     private var base: UnsafeMutablePointer<VisitorState>
     private var capacity: Int
     /// Slots in use or freed (the buffer's initialised prefix).
@@ -130,32 +136,65 @@ final class VisitorTable: @unchecked Sendable {
     /// Bumped when a slot is reused, so timers of an evicted visitor are recognised.
     private(set) var epochs: ContiguousArray<UInt32> = []
     private var free: [Int32] = []
+    /// `tag << 32 | slot`, 0 for an empty bucket.
+    private var buckets: UnsafeMutablePointer<UInt64>
+    private var bucketMask: Int
+    private(set) var count = 0
+    private let seed: UInt64
 
-    init(capacity: Int = 1024) {
+    init(capacity: Int = 1024, seed: UInt64 = .random(in: 1 ... .max)) {
         self.capacity = capacity
         base = .allocate(capacity: capacity)
+        let bucketCount = max(16, 1 << (Int.bitWidth - (capacity * 2 - 1).leadingZeroBitCount))
+        buckets = .allocate(capacity: bucketCount)
+        buckets.initialize(repeating: 0, count: bucketCount)
+        bucketMask = bucketCount - 1
+        self.seed = seed
     }
 
     deinit {
         base.deinitialize(count: used)
         base.deallocate()
+        buckets.deallocate()
     }
 
     func copy() -> VisitorTable {
-        let table = VisitorTable(capacity: max(capacity, 1))
+        let table = VisitorTable(capacity: max(capacity, 1), seed: seed)
         table.base.initialize(from: base, count: used)
         table.used = used
-        table.index = index
         table.epochs = epochs
         table.free = free
+        table.buckets.deallocate()
+        table.buckets = .allocate(capacity: bucketMask + 1)
+        table.buckets.initialize(from: buckets, count: bucketMask + 1)
+        table.bucketMask = bucketMask
+        table.count = count
         return table
     }
 
-    var count: Int { index.count }
+    /// The id's 32-bit tag (never 0); its low bits pick the home bucket.
+    @inline(__always) func tag(of visitorID: String) -> UInt32 {
+        var h = fnv64(visitorID, seed: seed)
+        h = (h ^ (h >> 32)) &* 0x9E37_79B9_7F4A_7C15
+        return UInt32(truncatingIfNeeded: h >> 32) | 1
+    }
 
-    func slot(of visitorID: String) -> Int32? { index[visitorID] }
+    func slot(of visitorID: String) -> Int32? { slot(of: visitorID, tag: tag(of: visitorID)) }
 
-    func insert(_ state: VisitorState) -> Int32 {
+    @inline(__always) func slot(of visitorID: String, tag: UInt32) -> Int32? {
+        var i = Int(tag) & bucketMask
+        while true {
+            let entry = buckets[i]
+            if entry == 0 { return nil }
+            if UInt32(truncatingIfNeeded: entry >> 32) == tag {
+                let slot = Int32(truncatingIfNeeded: entry)
+                if base[Int(slot)].visitorID == visitorID { return slot }
+            }
+            i = (i + 1) & bucketMask
+        }
+    }
+
+    func insert(_ state: VisitorState, tag: UInt32) -> Int32 {
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
@@ -174,12 +213,48 @@ final class VisitorTable: @unchecked Sendable {
             used += 1
             epochs.append(0)
         }
-        index[state.visitorID] = slot
+        if (count + 1) * 4 > (bucketMask + 1) * 3 { growIndex() }
+        place(UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot)))
+        count += 1
         return slot
     }
 
+    private func place(_ entry: UInt64) {
+        var i = Int(truncatingIfNeeded: entry >> 32) & bucketMask
+        while buckets[i] != 0 { i = (i + 1) & bucketMask }
+        buckets[i] = entry
+    }
+
+    private func growIndex() {
+        let old = buckets, oldCount = bucketMask + 1
+        buckets = .allocate(capacity: oldCount * 2)
+        buckets.initialize(repeating: 0, count: oldCount * 2)
+        bucketMask = oldCount * 2 - 1
+        for i in 0..<oldCount where old[i] != 0 { place(old[i]) }
+        old.deallocate()
+    }
+
     func remove(_ slot: Int32) {
-        index[base[Int(slot)].visitorID] = nil
+        let tag = tag(of: base[Int(slot)].visitorID)
+        let entry = UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot))
+        var hole = Int(tag) & bucketMask
+        while buckets[hole] != entry { hole = (hole + 1) & bucketMask }
+        // Backward shift: move later entries of the run into the hole when their home
+        // bucket allows, so probes never meet a gap inside a run.
+        var i = hole
+        while true {
+            i = (i + 1) & bucketMask
+            let next = buckets[i]
+            if next == 0 { break }
+            let home = Int(truncatingIfNeeded: next >> 32) & bucketMask
+            // `next` may move to `hole` when its home is not cyclically within (hole, i].
+            if (i - home) & bucketMask >= (i - hole) & bucketMask {
+                buckets[hole] = next
+                hole = i
+            }
+        }
+        buckets[hole] = 0
+        count -= 1
         base[Int(slot)] = .vacant
         free.append(slot)
     }
@@ -191,7 +266,9 @@ final class VisitorTable: @unchecked Sendable {
 
     /// Every resident visitor's state, to mutate in place.
     func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>) -> Void) {
-        for slot in index.values { body(base + Int(slot)) }
+        for i in 0...bucketMask where buckets[i] != 0 {
+            body(base + Int(Int32(truncatingIfNeeded: buckets[i])))
+        }
     }
 }
 
@@ -382,7 +459,8 @@ public struct PartitionProcessor: Sendable {
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
-        let slot = visitors.slot(of: event.visitorID) ?? visitors.insert(newVisitor(event, position: position))
+        let tag = visitors.tag(of: event.visitorID)
+        let slot = visitors.slot(of: event.visitorID, tag: tag) ?? visitors.insert(newVisitor(event, position: position), tag: tag)
         let visitorPointer = visitors.pointer(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
@@ -453,14 +531,16 @@ public struct PartitionProcessor: Sendable {
         switch event.type {
         case .pageView, .pagePing:
             if let path = event.pagePath {
-                pageClass = pageInfo(path).pageClass
+                // Pings and reloads of the current page need no lookup.
+                let info = path == visitor.pagePath ? nil : pageInfo(path)
+                pageClass = info?.pageClass ?? visitor.pageClass
                 if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
                     statistics.outOfOrderPageEvents += 1
                 } else {
                     visitor.lastPageTime = event.time
                     visitor.lastPageID = idHash
-                    if path != visitor.pagePath {
-                        enterPage(path, class: pageClass!, at: event.time, eventID: event.id, visitor: &visitor)
+                    if let info {
+                        enterPage(path, info, at: event.time, eventID: event.id, visitor: &visitor)
                     }
                 }
             }
@@ -486,13 +566,12 @@ public struct PartitionProcessor: Sendable {
 
     struct PageInfo {
         var pageClass: PageClass
-        /// Passes per path test of the rule set.
-        var matches: [Bool]
+        var matches: PathMatches
     }
 
     mutating func pageInfo(_ path: String) -> PageInfo {
         if let known = pages[path] { return known }
-        let info = PageInfo(pageClass: model.pageClasses.classify(path), matches: rules.pathTests.map { $0.matches(path) })
+        let info = PageInfo(pageClass: model.pageClasses.classify(path), matches: PathMatches(rules.pathTests, path: path))
         if pages.count >= 50_000 { pages.removeAll(keepingCapacity: true) }
         pages[path] = info
         return info
@@ -517,6 +596,7 @@ public struct PartitionProcessor: Sendable {
         visitor.pagePath = nil
         visitor.pageHash = 0
         visitor.pageClass = .other
+        visitor.pathMatches = PathMatches()
     }
 
     /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
@@ -526,10 +606,11 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(wallNow: wallNow)
     }
 
-    private mutating func enterPage(_ path: String, class pageClass: PageClass, at time: EventTime, eventID: String, visitor: inout VisitorState) {
+    private mutating func enterPage(_ path: String, _ info: PageInfo, at time: EventTime, eventID: String, visitor: inout VisitorState) {
         visitor.pagePath = path
         visitor.pageHash = VisitorFeatures.hash32(path)
-        visitor.pageClass = pageClass
+        visitor.pageClass = info.pageClass
+        visitor.pathMatches = info.matches
         visitor.pageSince = time
         visitor.pageEventID = eventID
     }

@@ -117,12 +117,32 @@ enum RuleTrigger {
     }
 }
 
+/// Which of the rule set's path tests a path passes: the first 64 as bits, the rest (rare)
+/// in an array.
+struct PathMatches: Sendable, Equatable {
+    private var bits: UInt64 = 0
+    private var more: [Bool]?
+
+    init() {}
+
+    init(_ tests: [PathTest], path: String) {
+        for (i, test) in tests.prefix(64).enumerated() where test.matches(path) { bits |= 1 << UInt64(i) }
+        if tests.count > 64 { more = tests.dropFirst(64).map { $0.matches(path) } }
+    }
+
+    subscript(_ i: Int) -> Bool {
+        if i < 64 { return bits >> UInt64(i) & 1 != 0 }
+        guard let more, i - 64 < more.count else { return false }
+        return more[i - 64]
+    }
+}
+
 /// What conditions are read against: the visitor, or (for count filters) the counted event.
 struct EvaluationContext {
     var now: Tick
     /// Time features (`*_seconds`) are read at this instant (see `PartitionProcessor`).
     var timeNow: EventTime
-    var pathMatches: [Bool]
+    var pathMatches: PathMatches
     var pageClass: PageClass
     var channel: String
     var eventType: EventType?
@@ -254,7 +274,9 @@ extension PartitionProcessor {
         pages.removeAll()
         layOutRules()
         let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
+        let pathTests = new.pathTests
         visitors.forEachResident { v in
+            if let path = v.pointee.pagePath { v.pointee.pathMatches = PathMatches(pathTests, path: path) }
             var bits = RuleBits()
             for (o, n) in ruleMap.enumerated() where n != nil && v.pointee.ruleBits.contains(o) { bits.set(n!, true) }
             v.pointee.ruleBits = bits
@@ -276,7 +298,7 @@ extension PartitionProcessor {
         let path = event.pagePath ?? visitor.pagePath
         let info = path.map { pageInfo($0) }
         let context = EvaluationContext(
-            now: Tick(event.time), timeNow: event.time, pathMatches: info?.matches ?? [], pageClass: info?.pageClass ?? .other,
+            now: Tick(event.time), timeNow: event.time, pathMatches: info?.matches ?? PathMatches(), pageClass: info?.pageClass ?? .other,
             channel: event.channel, eventType: event.type)
         let tick = Tick(event.time).value
         for i in specs {
@@ -326,7 +348,7 @@ extension PartitionProcessor {
         case .feature(let f, let op, let value): return op.holds(featureValue(f, v, x), value)
         case .intent(let i, let op, let value): return i < model.intents.count && op.holds(Double(v.scores[i]), value)
         case .count(let i, let op, let value): return op.holds(Double(countValue(i, v, now: x.now)), value)
-        case .path(let i): return i < x.pathMatches.count && x.pathMatches[i]
+        case .path(let i): return x.pathMatches[i]
         case .pageClass(let mask): return mask & (1 << UInt16(x.pageClass.ordinal)) != 0
         case .channel(let names): return names.contains(x.channel)
         case .event(let mask): return x.eventType.map { mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
@@ -404,9 +426,8 @@ extension PartitionProcessor {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
-        let info = visitor.pagePath.map { pageInfo($0) }
         let context = EvaluationContext(
-            now: Tick(now), timeNow: now, pathMatches: info?.matches ?? [], pageClass: visitor.pageClass,
+            now: Tick(now), timeNow: now, pathMatches: visitor.pathMatches, pageClass: visitor.pageClass,
             channel: visitor.channel, eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
