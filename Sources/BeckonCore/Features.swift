@@ -390,7 +390,7 @@ public enum Feature: String, CaseIterable, Sendable {
     }
 
     /// The feature's value at `now` (the visitor's latest event time, or a timer's due time).
-    func value(_ f: VisitorFeatures, page: PageContext, now: Tick) -> Double {
+    @inline(__always) func value(_ f: VisitorFeatures, page: PageContext, now: Tick) -> Double {
         func b(_ x: Bool) -> Double { x ? 1 : 0 }
         func views(_ c: PageClass) -> Double { Double(f.classViews[c.ordinal]) }
         switch self {
@@ -460,14 +460,17 @@ public enum Feature: String, CaseIterable, Sendable {
 
     /// Three clicks on one element within 2 s among the latest four, the last within a minute.
     static func rage(_ clicks: Recent4, now: Tick) -> Bool {
-        var entries: [(Tick, UInt32)] = []
-        entries.reserveCapacity(4)
-        clicks.forEach { entries.append(($0, $1)) }
-        for (tick, tag) in entries where tick >= now.minus(milliseconds: 60_000) {
-            let burst = entries.filter { $0.1 == tag && $0.0 <= tick && $0.0 >= tick.minus(milliseconds: 2_000) }.count
-            if burst >= 3 { return true }
+        // No allocation: this runs for every event the frustration score is recomputed on.
+        var rage = false
+        let recent = now.minus(milliseconds: 60_000)
+        clicks.forEach { tick, tag in
+            guard !rage, tick >= recent else { return }
+            var burst = 0
+            let from = tick.minus(milliseconds: 2_000)
+            clicks.forEach { t, g in if g == tag && t <= tick && t >= from { burst += 1 } }
+            if burst >= 3 { rage = true }
         }
-        return false
+        return rage
     }
 
     /// The catalogue as Markdown (`docs/FEATURES.md`).

@@ -355,8 +355,8 @@ public struct PartitionProcessor: Sendable {
     /// The intent model flattened: the features it reads, and per intent its bias and
     /// (feature position, weight, cap) terms.
     private let modelFeatures: [Feature]
-    private let compiledIntents: [(bias: Double, terms: [(feature: Int, weight: Double, cap: Double)])]
-    private var featureValues: [Double]
+    /// The model flattened for `rescore`: intent i's terms are `terms[termStart[i]..<termStart[i + 1]]`.
+    private let compiledModel: CompiledModel
     /// Resident visitors' session starts, counted per block of positions: the earliest
     /// block is where a rebuild of this state must start re-reading.
     private var sessionStarts: [Int64: Int32] = [:]
@@ -388,10 +388,7 @@ public struct PartitionProcessor: Sendable {
         self.policy = policy
         let features = model.features
         self.modelFeatures = features
-        self.compiledIntents = model.intents.map { intent in
-            (intent.bias, intent.terms.map { (features.firstIndex(of: $0.feature)!, $0.weight, $0.cap ?? .infinity) })
-        }
-        self.featureValues = [Double](repeating: 0, count: features.count)
+        self.compiledModel = CompiledModel(model, features: features)
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
         layOutRules()
@@ -578,17 +575,41 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// Recomputes the intent scores: each feature the model reads once, then the sums.
-    private mutating func rescore(_ visitor: inout VisitorState) {
-        guard !compiledIntents.isEmpty else { return }
+    private func rescore(_ visitor: inout VisitorState) {
+        let m = compiledModel
+        guard !m.bias.isEmpty else { return }
         let now = Tick(visitor.lastEventTime)
         let page = visitor.page
-        for i in modelFeatures.indices {
-            featureValues[i] = modelFeatures[i].value(visitor.features, page: page, now: now)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: modelFeatures.count) { values in
+            for i in modelFeatures.indices {
+                values[i] = modelFeatures[i].value(visitor.features, page: page, now: now)
+            }
+            for i in m.bias.indices {
+                var z = m.bias[i]
+                for t in m.termStart[i]..<m.termStart[i + 1] { z += m.weight[t] * min(values[m.feature[t]], m.cap[t]) }
+                visitor.scores[i] = Float(1 / (1 + exp(-z)))
+            }
         }
-        for (i, intent) in compiledIntents.enumerated() {
-            var z = intent.bias
-            for term in intent.terms { z += term.weight * min(featureValues[term.feature], term.cap) }
-            visitor.scores[i] = Float(1 / (1 + exp(-z)))
+    }
+
+    /// The intent model as flat arrays (no per-intent array to retain on each event).
+    struct CompiledModel: Sendable {
+        var bias: [Double] = []
+        var termStart: [Int] = [0]
+        var feature: [Int] = []
+        var weight: [Double] = []
+        var cap: [Double] = []
+
+        init(_ model: IntentModel, features: [Feature]) {
+            for intent in model.intents {
+                bias.append(intent.bias)
+                for term in intent.terms {
+                    feature.append(features.firstIndex(of: term.feature)!)
+                    weight.append(term.weight)
+                    cap.append(term.cap ?? .infinity)
+                }
+                termStart.append(feature.count)
+            }
         }
     }
 
