@@ -132,7 +132,7 @@ public struct EventDecoder: Sendable {
                         if field == 7 {
                             p = (Slot(), Slot(), Slot(), Slot())
                             try s.members(depth: 2) { (key, s) throws(JSONSyntaxError) in
-                                let value = try s.value(depth: 2)
+                                let value = try s.stringOrValue(depth: 2)
                                 switch Self.pageField(key, bytes) {
                                 case 0: p.0 = value
                                 case 1: p.1 = value
@@ -156,7 +156,7 @@ public struct EventDecoder: Sendable {
                         }
                         return
                     }
-                    let value = try s.value(depth: 1)
+                    let value = try s.stringOrValue(depth: 1)
                     if field == 8 { foundFor = nil }
                     switch field {
                     case 0: f.0 = value

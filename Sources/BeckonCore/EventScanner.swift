@@ -63,6 +63,17 @@ struct JSONScanner {
         }
     }
 
+    /// `value(depth:)` with strings, most values of an event, scanned inline.
+    @inline(__always) mutating func stringOrValue(depth: Int) throws(JSONSyntaxError) -> Slot {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return try value(depth: depth) }
+        var slot = Slot()
+        slot.kind = .string
+        slot.start = index + 1
+        slot.escaped = try string()
+        slot.end = index - 1
+        return slot
+    }
+
     /// Scans one value and returns where it is; nested values are checked and skipped.
     mutating func value(depth: Int) throws(JSONSyntaxError) -> Slot {
         guard index < bytes.count else {
