@@ -178,15 +178,20 @@ struct VisitorFeatures: Sendable, Equatable {
     }
 
     /// Applies one event. `pageClass` is the class of the event's page, when it has one.
-    mutating func apply(_ event: Event, pageClass: PageClass?) {
+    ///
+    /// `pathHash` is `hash32` of the event's page path when the caller knows it already.
+    mutating func apply(_ event: Event, pageClass: PageClass?, pathHash: UInt32? = nil) {
         let tick = Tick(event.time)
         sessionStart = min(sessionStart, tick)
         sessionEvents &+= 1
         switch event.type {
         case .pageView:
             pageViews &+= 1
-            if let path = event.pagePath { recentPages.insert(tick, tag: Self.hash32(path)) }
-            if pageClass == .category, let path = event.pagePath { recentCategories.insert(tick, tag: Self.hash32(path)) }
+            if let path = event.pagePath {
+                let hash = pathHash ?? Self.hash32(path)
+                recentPages.insert(tick, tag: hash)
+                if pageClass == .category { recentCategories.insert(tick, tag: hash) }
+            }
             if let pageClass {
                 let i = pageClass.ordinal
                 classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
