@@ -79,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BeckonCoreTests",
-            dependencies: ["BeckonCore", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["BeckonCore", "CBeckonSIMD", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(
             name: "BeckonIntegrationTests",

@@ -1,4 +1,5 @@
 @testable import BeckonCore
+import CBeckonSIMD
 import Testing
 
 /// The single-pass decoder is held to the tree-based reference decoder: for every input,
@@ -90,6 +91,19 @@ struct DecoderDifferentialTests {
     for bad in ["abc\"defg", "abcdefg\\", "\u{1F}bcdefgh", "abcdéfg", "abcdef\u{7F}\u{1}"] {
         let bytes = Array(bad.utf8).prefix(8)
         #expect(!JSONScanner.isPlain(Array(bytes).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }), "\(bad)")
+    }
+}
+
+/// The vector helper flags exactly the bytes a string scan must stop at, each at its position.
+@Test func vectorStringScanFlagsExactlyTheSpecialBytes() {
+    var rng = SeededGenerator(seed: 3)
+    let interesting: [UInt8] = [0x00, 0x1F, 0x20, 0x21, 0x22, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F, 0x80, 0xC3, 0xFF]
+    for round in 0..<20_000 {
+        let bytes = (0..<16).map { _ in round % 2 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : interesting[Int(rng.next() % UInt64(interesting.count))] }
+        var expected: UInt32 = 0
+        for (i, b) in bytes.enumerated() where b == 0x22 || b == 0x5C || b < 0x20 || b >= 0x80 { expected |= 1 << UInt32(i) }
+        let mask = bytes.withUnsafeBytes { beckon_string_specials16($0.baseAddress!) }
+        #expect(mask == expected, "\(bytes)")
     }
 }
 
