@@ -177,18 +177,17 @@ struct VisitorFeatures: Sendable, Equatable {
         return h | 1
     }
 
-    /// Applies one event. `pageClass` is the class of the event's page, when it has one.
-    ///
-    /// `pathHash` is `hash32` of the event's page path when the caller knows it already.
-    mutating func apply(_ event: Event, pageClass: PageClass?, pathHash: UInt32? = nil) {
-        let tick = Tick(event.time)
+    /// Applies one event of `type` at `tick`. `pageClass` is the class of the event's page,
+    /// when it has one; `pathHash` is `hash32` of the event's page path, when it has one
+    /// (page views and form errors read it). `properties` is nil for page events.
+    mutating func apply(_ type: EventType, tick: Tick, properties: EventProperties?, pageClass: PageClass?, pathHash: UInt32?) {
         sessionStart = min(sessionStart, tick)
         sessionEvents &+= 1
-        switch event.type {
+        let properties = properties ?? EventProperties()
+        switch type {
         case .pageView:
             pageViews &+= 1
-            if let path = event.pagePath {
-                let hash = pathHash ?? Self.hash32(path)
+            if let hash = pathHash {
                 recentPages.insert(tick, tag: hash)
                 if pageClass == .category { recentCategories.insert(tick, tag: hash) }
             }
@@ -197,44 +196,44 @@ struct VisitorFeatures: Sendable, Equatable {
                 classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
             }
         case .scroll:
-            recentPagesScroll(tick, depth: event.properties.scrollDepth ?? 0)
+            recentPagesScroll(tick, depth: properties.scrollDepth ?? 0)
         case .click:
-            clicks.insert(tick, tag: Self.hash32(event.properties.element ?? ""))
-        case .hover where event.properties.hoverTarget == "price":
+            clicks.insert(tick, tag: Self.hash32(properties.element ?? ""))
+        case .hover where properties.hoverTarget == "price":
             priceHovers.insert(tick)
             priceHoversSession &+= 1
         case .search:
             searches &+= 1
-            if event.properties.searchResults == 0 { zeroResultSearches &+= 1 }
+            if properties.searchResults == 0 { zeroResultSearches &+= 1 }
         case .addToCart, .removeFromCart:
-            let sign: Int64 = event.type == .addToCart ? 1 : -1
-            let quantity = Int64(event.properties.quantity ?? 1)
+            let sign: Int64 = type == .addToCart ? 1 : -1
+            let quantity = Int64(properties.quantity ?? 1)
             cartItems &+= Int16(clamping: sign * quantity)
-            cartCents &+= sign * quantity * Int64(((event.properties.price ?? 0) * 100).rounded())
+            cartCents &+= sign * quantity * Int64(((properties.price ?? 0) * 100).rounded())
             lastCartChange = max(lastCartChange, tick)
         case .checkoutStep:
-            let step = UInt8(clamping: event.properties.step ?? 0)
+            let step = UInt8(clamping: properties.step ?? 0)
             if step > checkoutStep || (step == checkoutStep && tick < checkoutStepSince) {
                 checkoutStep = step
                 checkoutStepSince = tick
             }
             lastCheckoutProgress = max(lastCheckoutProgress, tick)
         case .formError:
-            formErrors.insert(tick, tag: event.pagePath.map(Self.hash32) ?? 0)
+            formErrors.insert(tick, tag: pathHash ?? 0)
             formErrorsSession &+= 1
         case .exitIntent:
             lastExitIntent = max(lastExitIntent, tick)
             exitIntents &+= 1
-        case .chatMessage where (event.properties.chatSender ?? "visitor") == "visitor":
+        case .chatMessage where (properties.chatSender ?? "visitor") == "visitor":
             chatMessages &+= 1
-            let score = Float(event.properties.chatSentiment ?? 0)
+            let score = Float(properties.chatSentiment ?? 0)
             if score <= -0.25 { negativeMessages &+= 1 }
             minSentiment = min(minSentiment, score)
             if tick > lastSentimentAt || (tick == lastSentimentAt && score < lastSentiment) {
                 lastSentimentAt = tick
                 lastSentiment = score
             }
-        case .chatStarted where event.properties.chatWith == "agent":
+        case .chatStarted where properties.chatWith == "agent":
             chats.insert(tick, tag: 1)
         case .chatEnded:
             chats.insert(tick, tag: 2)

@@ -77,7 +77,8 @@ struct VisitorState: Sendable {
     var channel: String
     var userID: String?
     var lastEventTime: EventTime
-    var pagePath: String?
+    /// The current page (`PageTable` id, 0 when none); its class and hash are kept inline too.
+    var pageID: UInt32 = 0
     var pageSince: EventTime
     var pageEventID: String
     /// (time, id hash) of the latest page event applied: page events apply in this order.
@@ -103,18 +104,19 @@ struct VisitorState: Sendable {
     /// Events of this visitor waiting in the held queue.
     var heldCount: UInt16 = 0
     var pageClass: PageClass = .other
-    /// The rule set's path tests the current page passes.
-    var pathMatches = PathMatches()
     var sessionTimerPending = false
     var recentEventIDs = RecentEventIDs()
     var scores = IntentScores()
     var features = VisitorFeatures()
 
     static let vacant = VisitorState(
-        visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0), pagePath: nil,
+        visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0),
         pageSince: EventTime(milliseconds: 0), pageEventID: "")
 
-    var page: PageContext { PageContext(onPage: pagePath != nil, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
+    var page: PageContext {
+        // Inlined, so callers read four fields, not a copy of the whole state.
+        @inline(__always) get { PageContext(onPage: pageID != 0, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
+    }
 }
 
 /// Visitors by id, in slots of one buffer: one hash lookup per event, and the state is
@@ -275,16 +277,20 @@ final class VisitorTable: @unchecked Sendable {
 /// Events held until the watermark passes them, released in event-time order: page
 /// events (the page track depends on order) and events that would open a new session.
 ///
-/// The heap orders small keys; the events themselves stay put in a slab, so sifting
-/// moves 32 bytes, not whole events.
+/// The heap orders small keys. A page event is held as its key (with the interned page)
+/// and its id and channel; only other events, which open a session, are kept whole.
 struct HeldQueue: Sendable {
     struct Key: Sendable, HeapOrdered {
         var time: EventTime
         var idHash: UInt64
+        var position: Int64
         var slot: Int32
         var epoch: UInt32
+        /// The page event's interned path (retained while held); 0 for none.
+        var pageID: UInt32
+        /// Into `pageEvents` for page events, into `events` for the rest.
         var index: Int32
-        var position: Int64
+        var type: EventType
 
         @inline(__always) static func precedes(_ a: Key, _ b: Key) -> Bool {
             if a.time != b.time { return a.time < b.time }
@@ -293,31 +299,61 @@ struct HeldQueue: Sendable {
         }
     }
 
+    /// What a held page event keeps besides its key.
+    struct PageEvent: Sendable {
+        var id: String
+        var channel: String
+    }
+
     private var heap = MinHeap<Key>()
+    private var pageEvents: ContiguousArray<PageEvent> = []
+    private var freePageEvents: [Int32] = []
     private var events: ContiguousArray<Event?> = []
-    private var free: [Int32] = []
+    private var freeEvents: [Int32] = []
 
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
+    /// Held page events with a path (each holds a reference to its `PageTable` id).
+    private(set) var pageReferences = 0
+
+    mutating func push(page event: borrowing Event, pageID: UInt32, idHash: UInt64, slot: Int32, epoch: UInt32, position: Int64) {
+        let held = PageEvent(id: event.id, channel: event.channel)
+        let index: Int32
+        if let reused = freePageEvents.popLast() {
+            index = reused
+            pageEvents[Int(index)] = held
+        } else {
+            index = Int32(pageEvents.count)
+            pageEvents.append(held)
+        }
+        if pageID != 0 { pageReferences += 1 }
+        heap.push(Key(time: event.time, idHash: idHash, position: position, slot: slot, epoch: epoch, pageID: pageID, index: index, type: event.type))
+    }
 
     mutating func push(_ event: Event, idHash: UInt64, slot: Int32, epoch: UInt32, position: Int64) {
         let index: Int32
-        if let reused = free.popLast() {
+        if let reused = freeEvents.popLast() {
             index = reused
             events[Int(index)] = event
         } else {
             index = Int32(events.count)
             events.append(event)
         }
-        heap.push(Key(time: event.time, idHash: idHash, slot: slot, epoch: epoch, index: index, position: position))
+        heap.push(Key(time: event.time, idHash: idHash, position: position, slot: slot, epoch: epoch, pageID: 0, index: index, type: event.type))
     }
 
-    mutating func pop() -> (key: Key, event: Event)? {
+    /// The earliest held event: for a page event, its id and channel; otherwise the event.
+    mutating func pop() -> (key: Key, page: PageEvent?, event: Event?)? {
         guard let first = heap.pop() else { return nil }
+        if first.type.isPageEvent {
+            if first.pageID != 0 { pageReferences -= 1 }
+            freePageEvents.append(first.index)
+            return (first, pageEvents[Int(first.index)], nil)
+        }
         var event: Event?
         swap(&event, &events[Int(first.index)])
-        free.append(first.index)
-        return (first, event!)
+        freeEvents.append(first.index)
+        return (first, nil, event)
     }
 }
 
@@ -348,10 +384,10 @@ public struct PartitionProcessor: Sendable {
     /// Visits of visitors whose state was evicted, by visitor hash: (visits, day last seen).
     private var returning: [UInt64: UInt32] = [:]
     var timers = TimerQueue()
-    private var held = HeldQueue()
-    /// Per path: its page class and which of the rule set's path tests it passes (computed
-    /// once per distinct path; the cache is bounded).
-    var pages: [String: PageInfo] = [:]
+    private(set) var held = HeldQueue()
+    /// Page paths, interned: per path its class and which of the rule set's path tests it
+    /// passes, computed once per distinct path.
+    var pages = PageTable()
     /// The intent model flattened: the features it reads, and per intent its bias and
     /// (feature position, weight, cap) terms.
     private let modelFeatures: [Feature]
@@ -485,23 +521,36 @@ public struct PartitionProcessor: Sendable {
         var settled: [Decision] = []
         if late {
             statistics.lateEvents += 1
-        } else if event.type.isPageEvent || event.time > visitor.lastEventTime + configuration.sessionGap {
+        } else if event.type.isPageEvent {
+            var pageID: UInt32 = 0
+            if event.type != .pageHidden, let path = event.pagePath {
+                // Pings and reloads of the current page need no lookup.
+                pageID = visitor.pageID != 0 && pages.path(visitor.pageID) == path ? visitor.pageID : internPage(path)
+                pages.retain(pageID)
+            }
+            held.push(page: event, pageID: pageID, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)], position: position)
+            visitor.heldCount += 1
+        } else if event.time > visitor.lastEventTime + configuration.sessionGap {
             held.push(event, idHash: idHash, slot: slot, epoch: visitors.epochs[Int(slot)], position: position)
             visitor.heldCount += 1
         } else {
             settled = apply(event, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow)
         }
-        if !visitor.sessionTimerPending {
-            visitor.sessionTimerPending = true
-            timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .sessionEnd))
-        }
+        scheduleSessionEnd(slot: slot, &visitor)
         return settled
+    }
+
+    /// Schedules the check for the end of the visitor's session, unless one is pending.
+    @inline(__always) private mutating func scheduleSessionEnd(slot: Int32, _ visitor: inout VisitorState) {
+        guard !visitor.sessionTimerPending else { return }
+        visitor.sessionTimerPending = true
+        timers.schedule(VisitorTimer(due: visitor.lastEventTime + configuration.sessionGap, slot: slot, epoch: visitors.epochs[Int(slot)], kind: .sessionEnd))
     }
 
     private mutating func newVisitor(_ event: Event, position: Int64) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
         var v = VisitorState(visitorID: event.visitorID, channel: event.channel, userID: event.userID, lastEventTime: event.time,
-                             pagePath: nil, pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
+                             pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
         if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
         }
@@ -510,90 +559,101 @@ public struct PartitionProcessor: Sendable {
         return v
     }
 
-    /// Applies an event to the visitor's state, in event-time order for page events and
-    /// session openers (they come through the held queue), then evaluates the rules.
-    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
-        let opensSession = event.time > visitor.lastEventTime + configuration.sessionGap
-        if opensSession {
-            leavePage(&visitor)
-            visitor.features.startSession()
-            visitor.ruleBits = RuleBits()
-            visitor.prompts.startSession()
-            if !visitor.counters.isEmpty { visitor.counters.removeAll() }
-            countSession(from: visitor.sessionPosition, to: position)
-            visitor.sessionPosition = position
+    /// Opens a new session when `time` is past the visitor's session gap.
+    @inline(__always) private mutating func startSessionIfDue(at time: EventTime, position: Int64, _ visitor: inout VisitorState) -> Bool {
+        guard time > visitor.lastEventTime + configuration.sessionGap else {
+            if time > visitor.lastEventTime { visitor.lastEventTime = time }
+            return false
         }
-        if event.time > visitor.lastEventTime { visitor.lastEventTime = event.time }
+        leavePage(&visitor)
+        visitor.features.startSession()
+        visitor.ruleBits = RuleBits()
+        visitor.prompts.startSession()
+        if !visitor.counters.isEmpty { visitor.counters.removeAll() }
+        countSession(from: visitor.sessionPosition, to: position)
+        visitor.sessionPosition = position
+        visitor.lastEventTime = time
+        return true
+    }
+
+    /// Applies a held page event, in event-time order, then evaluates the rules.
+    private mutating func applyPage(_ key: HeldQueue.Key, _ held: HeldQueue.PageEvent, to visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+        let opensSession = startSessionIfDue(at: key.time, position: key.position, &visitor)
         var pageClass: PageClass?
         var pathHash: UInt32?
-        switch event.type {
-        case .pageView, .pagePing:
-            if let path = event.pagePath {
-                // Pings and reloads of the current page need no lookup.
-                let info = path == visitor.pagePath ? nil : pageInfo(path)
+        // A page view or ping without a path moves nothing on the page track.
+        if key.type == .pageHidden || key.pageID != 0 {
+            let inOrder = (key.time, key.idHash) >= (visitor.lastPageTime, visitor.lastPageID)
+            if inOrder {
+                visitor.lastPageTime = key.time
+                visitor.lastPageID = key.idHash
+            } else {
+                statistics.outOfOrderPageEvents += 1
+            }
+            if key.type == .pageHidden {
+                if inOrder { leavePage(&visitor) }
+            } else {
+                let info = key.pageID == visitor.pageID ? nil : pages[key.pageID]
                 pageClass = info?.pageClass ?? visitor.pageClass
                 pathHash = info?.hash ?? visitor.pageHash
-                if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
-                    statistics.outOfOrderPageEvents += 1
-                } else {
-                    visitor.lastPageTime = event.time
-                    visitor.lastPageID = idHash
-                    if let info {
-                        enterPage(path, info, at: event.time, eventID: event.id, visitor: &visitor)
-                    }
-                }
+                if inOrder, let info { enterPage(key.pageID, info, at: key.time, eventID: held.id, visitor: &visitor) }
             }
-        case .pageHidden:
-            if (event.time, idHash) < (visitor.lastPageTime, visitor.lastPageID) {
-                statistics.outOfOrderPageEvents += 1
-            } else {
-                visitor.lastPageTime = event.time
-                visitor.lastPageID = idHash
-                leavePage(&visitor)
-            }
-        case .offerDismissed:
-            if let id = event.properties.decisionID { visitor.prompts.dismissed(decisionID: id, at: Tick(event.time)) }
-        default:
-            break
         }
-        visitor.features.apply(event, pageClass: pageClass, pathHash: pathHash)
-        if counterSlots > 0 { count(event, in: &visitor) }
+        visitor.features.apply(key.type, tick: Tick(key.time), properties: nil, pageClass: pageClass, pathHash: pathHash)
+        if counterSlots > 0 {
+            count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: held.channel, in: &visitor)
+        }
+        rescore(&visitor)
+        guard !rules.rules.isEmpty else { return [] }
+        return evaluateRules(slot: key.slot, visitor: &visitor, trigger: .event(key.type, id: held.id), at: key.time, everyRule: opensSession, wallNow: wallNow)
+    }
+
+    /// Applies any other event (directly, or from the held queue when it opens a session),
+    /// then evaluates the rules.
+    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
+        let opensSession = startSessionIfDue(at: event.time, position: position, &visitor)
+        if event.type == .offerDismissed, let id = event.properties.decisionID {
+            visitor.prompts.dismissed(decisionID: id, at: Tick(event.time))
+        }
+        let pathHash = event.type == .formError ? event.pagePath.map(VisitorFeatures.hash32) : nil
+        visitor.features.apply(event.type, tick: Tick(event.time), properties: event.properties, pageClass: nil, pathHash: pathHash)
+        if counterSlots > 0 {
+            let pageID = event.pagePath.map { internPage($0) } ?? visitor.pageID
+            count(event.type, at: event.time, pageID: pageID, channel: event.channel, in: &visitor)
+        }
         rescore(&visitor)
         guard !rules.rules.isEmpty else { return [] }
         return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow)
     }
 
-    struct PageInfo {
-        var pageClass: PageClass
-        var matches: PathMatches
-        /// `VisitorFeatures.hash32` of the path.
-        var hash: UInt32
-    }
-
-    mutating func pageInfo(_ path: String) -> PageInfo {
-        if let known = pages[path] { return known }
-        let info = PageInfo(pageClass: model.pageClasses.classify(path), matches: PathMatches(rules.pathTests, path: path),
-                            hash: VisitorFeatures.hash32(path))
-        if pages.count >= 50_000 { pages.removeAll(keepingCapacity: true) }
-        pages[path] = info
-        return info
+    /// The interned id of a page path (not retained).
+    mutating func internPage(_ path: String) -> UInt32 {
+        let classes = model.pageClasses, tests = rules.pathTests
+        return pages.intern(path) { p in
+            PageInfo(pageClass: classes.classify(p), matches: PathMatches(tests, path: p), hash: VisitorFeatures.hash32(p))
+        }
     }
 
     /// Recomputes the intent scores: each feature the model reads once, then the sums.
-    private func rescore(_ visitor: inout VisitorState) {
-        let m = compiledModel
-        guard !m.bias.isEmpty else { return }
-        let now = Tick(visitor.lastEventTime)
-        let page = visitor.page
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: modelFeatures.count) { values in
-            for i in modelFeatures.indices {
-                values[i] = modelFeatures[i].value(visitor.features, page: page, now: now)
+    private mutating func rescore(_ visitor: inout VisitorState) {
+        guard !compiledModel.bias.isEmpty else { return }
+        // Through a pointer: reading the state's fields through an `inout` inside a closure
+        // would copy the whole state first.
+        withUnsafeMutablePointer(to: &visitor) { v in Self.rescore(v, model: compiledModel, features: modelFeatures) }
+    }
+
+    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel, features: [Feature]) {
+        let now = Tick(v.pointee.lastEventTime)
+        let page = v.pointee.page
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: features.count) { values in
+            for i in features.indices {
+                values[i] = features[i].value(v.pointee.features, page: page, now: now)
             }
             for i in m.bias.indices {
                 var z = m.bias[i]
                 for t in m.termStart[i]..<m.termStart[i + 1] { z += m.weight[t] * min(values[m.feature[t]], m.cap[t]) }
                 // Float, the precision scores are kept in: expf is about twice as fast as exp.
-                visitor.scores[i] = 1 / (1 + expf(Float(-z)))
+                v.pointee.scores[i] = 1 / (1 + expf(Float(-z)))
             }
         }
     }
@@ -619,11 +679,11 @@ public struct PartitionProcessor: Sendable {
         }
     }
 
-    private func leavePage(_ visitor: inout VisitorState) {
-        visitor.pagePath = nil
+    private mutating func leavePage(_ visitor: inout VisitorState) {
+        pages.release(visitor.pageID)
+        visitor.pageID = 0
         visitor.pageHash = 0
         visitor.pageClass = .other
-        visitor.pathMatches = PathMatches()
     }
 
     /// Lets a caught-up, idle partition's watermark follow the wall clock and fires what is due.
@@ -633,11 +693,12 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(wallNow: wallNow)
     }
 
-    private mutating func enterPage(_ path: String, _ info: PageInfo, at time: EventTime, eventID: String, visitor: inout VisitorState) {
-        visitor.pagePath = path
+    private mutating func enterPage(_ id: UInt32, _ info: PageInfo, at time: EventTime, eventID: String, visitor: inout VisitorState) {
+        pages.retain(id)
+        pages.release(visitor.pageID)
+        visitor.pageID = id
         visitor.pageHash = info.hash
         visitor.pageClass = info.pageClass
-        visitor.pathMatches = info.matches
         visitor.pageSince = time
         visitor.pageEventID = eventID
     }
@@ -668,11 +729,17 @@ public struct PartitionProcessor: Sendable {
             let nextHeld = held.nextTime.flatMap { $0 <= now ? $0 : nil }
             let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
             if let heldTime = nextHeld, nextTimer.map({ heldTime < $0 }) ?? true {
-                let (key, event) = held.pop()!
+                let (key, page, event) = held.pop()!
+                defer { pages.release(key.pageID) }
                 guard visitors.epochs[Int(key.slot)] == key.epoch else { continue }
                 let visitor = visitors.pointer(key.slot)
                 visitor.pointee.heldCount -= 1
-                decisions += apply(event, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: key.slot, wallNow: wallNow)
+                if let page {
+                    decisions += applyPage(key, page, to: &visitor.pointee, wallNow: wallNow)
+                } else {
+                    decisions += apply(event!, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: key.slot, wallNow: wallNow)
+                }
+                scheduleSessionEnd(slot: key.slot, &visitor.pointee)
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -696,14 +763,19 @@ public struct PartitionProcessor: Sendable {
                     returning[fnv64(v.pointee.visitorID)] = UInt32(v.pointee.features.visits) << 16
                         | UInt32(truncatingIfNeeded: max(0, end.milliseconds / 86_400_000) & 0xFFFF)
                     countSession(from: v.pointee.sessionPosition, to: -1)
+                    pages.release(v.pointee.pageID)
                     visitors.remove(timer.slot)
                     statistics.evictedVisitors += 1
+                } else if v.pointee.heldCount > 0 {
+                    // Events of this visitor are still held (or one is being processed): the
+                    // check is scheduled again once they are applied (`process`, `applyHeld`).
+                    // A bound in time could fall after the watermark this sweep ends at, and
+                    // leave the visitor resident until the partition moves on.
+                    v.pointee.sessionTimerPending = false
                 } else {
-                    // Check again when the session may have ended, every rule wake-up has
-                    // fired and the held events (at most the lateness ahead) have been applied.
-                    let heldBound = v.pointee.heldCount > 0 ? now + configuration.allowedLateness + Millis(1) : end
+                    // Check again when the session may have ended and every rule wake-up has fired.
                     let wakeBound = v.pointee.pendingWakes > 0 && v.pointee.latestWake != .unset ? v.pointee.latestWake : end
-                    let next = max(end, wakeBound, heldBound, timer.due + Millis(1))
+                    let next = max(end, wakeBound, timer.due + Millis(1))
                     timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
                 }
             }

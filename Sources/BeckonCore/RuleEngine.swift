@@ -271,12 +271,11 @@ extension PartitionProcessor {
         let counterMap: [Int?] = new.counters.map { c in old.counters.firstIndex { $0.text == c.text } }
         rules = new
         self.policy = policy
-        pages.removeAll()
         layOutRules()
+        let classes = model.pageClasses, tests = new.pathTests
+        pages.refresh { p in PageInfo(pageClass: classes.classify(p), matches: PathMatches(tests, path: p), hash: VisitorFeatures.hash32(p)) }
         let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
-        let pathTests = new.pathTests
         visitors.forEachResident { v in
-            if let path = v.pointee.pagePath { v.pointee.pathMatches = PathMatches(pathTests, path: path) }
             var bits = RuleBits()
             for (o, n) in ruleMap.enumerated() where n != nil && v.pointee.ruleBits.contains(o) { bits.set(n!, true) }
             v.pointee.ruleBits = bits
@@ -291,18 +290,18 @@ extension PartitionProcessor {
         }
     }
 
-    /// Records the event in the windowed counts whose type and filter it matches.
-    mutating func count(_ event: Event, in visitor: inout VisitorState) {
-        let specs = countersByType[event.type.ordinal]
+    /// Records an event in the windowed counts whose type and filter it matches: `pageID`
+    /// is the event's page, or the visitor's when the event names none.
+    mutating func count(_ type: EventType, at time: EventTime, pageID: UInt32, channel: String, in visitor: inout VisitorState) {
+        let specs = countersByType[type.ordinal]
         guard !specs.isEmpty else { return }
-        let path = event.pagePath ?? visitor.pagePath
-        let info = path.map { pageInfo($0) }
+        let info = pages[pageID]
         let context = EvaluationContext(
-            now: Tick(event.time), timeNow: event.time, pathMatches: info?.matches ?? PathMatches(), pageClass: info?.pageClass ?? .other,
-            channel: event.channel, eventType: event.type)
-        let tick = Tick(event.time).value
+            now: Tick(time), timeNow: time, pathMatches: info.matches, pageClass: info.pageClass,
+            channel: channel, eventType: type)
+        let tick = Tick(time).value
         for i in specs {
-            if let filter = rules.counters[i].filter, !evaluate(filter, visitor, context) { continue }
+            if let filter = rules.counters[i].filter, !evaluate(filter, &visitor, context) { continue }
             if visitor.counters.isEmpty { visitor.counters = [Int32](repeating: .min, count: counterSlots) }
             let start = counterOffsets[i], end = start + rules.counters[i].capacity
             // Keep the latest `capacity` times: fill a free slot, else replace the oldest if older.
@@ -316,7 +315,7 @@ extension PartitionProcessor {
         }
     }
 
-    func countValue(_ i: Int, _ v: borrowing VisitorState, now: Tick) -> Int {
+    mutating func countValue(_ i: Int, _ v: inout VisitorState, now: Tick) -> Int {
         guard !v.counters.isEmpty else { return 0 }
         let spec = rules.counters[i]
         let from = spec.window.map { now.minus(milliseconds: $0.value).value } ?? .min
@@ -328,26 +327,26 @@ extension PartitionProcessor {
         return n
     }
 
-    func featureValue(_ f: Feature, _ v: borrowing VisitorState, _ x: EvaluationContext) -> Double {
+    mutating func featureValue(_ f: Feature, _ v: inout VisitorState, _ x: EvaluationContext) -> Double {
         if f == .pageDwellSeconds {
             // Milliseconds, not ticks: "on the page for 45 s" fires exactly 45 s after it was entered.
-            return v.pagePath == nil ? 0 : Double(max(0, (x.timeNow - v.pageSince).value)) / 1000
+            return v.pageID == 0 ? 0 : Double(max(0, (x.timeNow - v.pageSince).value)) / 1000
         }
         return f.value(v.features, page: v.page, now: f.isTimeFeature ? Tick(x.timeNow) : x.now)
     }
 
-    func evaluate(_ c: Condition, _ v: borrowing VisitorState, _ x: EvaluationContext) -> Bool {
+    mutating func evaluate(_ c: Condition, _ v: inout VisitorState, _ x: EvaluationContext) -> Bool {
         switch c {
         case .all(let parts):
-            for p in parts where !evaluate(p, v, x) { return false }
+            for p in parts where !evaluate(p, &v, x) { return false }
             return true
         case .any(let parts):
-            for p in parts where evaluate(p, v, x) { return true }
+            for p in parts where evaluate(p, &v, x) { return true }
             return false
-        case .not(let inner): return !evaluate(inner, v, x)
-        case .feature(let f, let op, let value): return op.holds(featureValue(f, v, x), value)
+        case .not(let inner): return !evaluate(inner, &v, x)
+        case .feature(let f, let op, let value): return op.holds(featureValue(f, &v, x), value)
         case .intent(let i, let op, let value): return i < model.intents.count && op.holds(Double(v.scores[i]), value)
-        case .count(let i, let op, let value): return op.holds(Double(countValue(i, v, now: x.now)), value)
+        case .count(let i, let op, let value): return op.holds(Double(countValue(i, &v, now: x.now)), value)
         case .path(let i): return x.pathMatches[i]
         case .pageClass(let mask): return mask & (1 << UInt16(x.pageClass.ordinal)) != 0
         case .channel(let names): return names.contains(x.channel)
@@ -357,14 +356,14 @@ extension PartitionProcessor {
 
     /// Whether the condition holds, and if not, the earliest instant at which time alone
     /// could make it hold (a `*_seconds` feature reaching its threshold).
-    func evaluateWithWake(_ c: Condition, _ v: borrowing VisitorState, _ x: EvaluationContext) -> (Bool, EventTime?) {
+    mutating func evaluateWithWake(_ c: Condition, _ v: inout VisitorState, _ x: EvaluationContext) -> (Bool, EventTime?) {
         switch c {
         case .all(let parts):
             var latest: EventTime?
             var holds = true
             var reachable = true
             for p in parts {
-                let (h, at) = evaluateWithWake(p, v, x)
+                let (h, at) = evaluateWithWake(p, &v, x)
                 if !h {
                     holds = false
                     if let at { latest = max(latest ?? at, at) } else { reachable = false }
@@ -374,25 +373,25 @@ extension PartitionProcessor {
         case .any(let parts):
             var earliest: EventTime?
             for p in parts {
-                let (h, at) = evaluateWithWake(p, v, x)
+                let (h, at) = evaluateWithWake(p, &v, x)
                 if h { return (true, nil) }
                 if let at { earliest = min(earliest ?? at, at) }
             }
             return (false, earliest)
         case .feature(let f, let op, let value) where f.isTimeFeature:
-            if op.holds(featureValue(f, v, x), value) { return (true, nil) }
-            guard let due = dueTime(f, op, value, v), due > x.timeNow else { return (false, nil) }
+            if op.holds(featureValue(f, &v, x), value) { return (true, nil) }
+            guard let due = dueTime(f, op, value, &v), due > x.timeNow else { return (false, nil) }
             return (false, due)
         default:
-            return (evaluate(c, v, x), nil)
+            return (evaluate(c, &v, x), nil)
         }
     }
 
     /// When a time feature reaches `value` (for >= and >), from the instant it counts from.
-    func dueTime(_ f: Feature, _ op: Comparison, _ value: Double, _ v: borrowing VisitorState) -> EventTime? {
+    mutating func dueTime(_ f: Feature, _ op: Comparison, _ value: Double, _ v: inout VisitorState) -> EventTime? {
         guard op == .ge || op == .gt else { return nil }
         if f == .pageDwellSeconds {
-            guard v.pagePath != nil else { return nil }
+            guard v.pageID != 0 else { return nil }
             let millis = Int64((value * 1000).rounded(.up)) + (op == .gt ? 1 : 0)
             return v.pageSince + Millis(millis)
         }
@@ -427,7 +426,7 @@ extension PartitionProcessor {
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
         let context = EvaluationContext(
-            now: Tick(now), timeNow: now, pathMatches: visitor.pathMatches, pageClass: visitor.pageClass,
+            now: Tick(now), timeNow: now, pathMatches: pages[visitor.pageID].matches, pageClass: visitor.pageClass,
             channel: visitor.channel, eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
@@ -437,11 +436,11 @@ extension PartitionProcessor {
             var holds = false
             if ruleChannels[i].isEmpty || ruleChannels[i].contains(visitor.channel) {
                 if timeRules[i] {
-                    let (h, at) = evaluateWithWake(condition, visitor, context)
+                    let (h, at) = evaluateWithWake(condition, &visitor, context)
                     holds = h
                     if !h, let at { wake = min(wake ?? at, at) }
                 } else {
-                    holds = evaluate(condition, visitor, context)
+                    holds = evaluate(condition, &visitor, context)
                 }
             }
             let was = visitor.ruleBits.contains(i)
@@ -449,7 +448,7 @@ extension PartitionProcessor {
             // "The event just seen" holds only at that instant: what stays is the condition
             // without it, so the next such event can fire the rule again.
             let stays = holds && momentaryRules[i] && context.eventType != nil
-                ? evaluate(condition, visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
+                ? evaluate(condition, &visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
                                                                       pageClass: context.pageClass, channel: context.channel, eventType: nil))
                 : holds
             if stays != was { visitor.ruleBits.set(i, stays) }
@@ -529,8 +528,8 @@ extension PartitionProcessor {
             couponsByHour[hour, default: 0] += 1
             if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
         }
-        let payload = rule.payload.map { ($0.0, fill($0.1, visitor, context)) }
-        let on = visitor.pagePath.map { " on \($0)" } ?? ""
+        let payload = rule.payload.map { ($0.0, fill($0.1, &visitor, context)) }
+        let on = pages.path(visitor.pageID).map { " on \($0)" } ?? ""
         let cause: String
         switch trigger {
         case .event(let type, _): cause = "\(type.rawValue) event\(on)"
@@ -552,7 +551,7 @@ extension PartitionProcessor {
     }
 
     /// Fills `{placeholders}` of a payload text with the visitor's values.
-    func fill(_ text: String, _ v: borrowing VisitorState, _ x: EvaluationContext) -> String {
+    mutating func fill(_ text: String, _ v: inout VisitorState, _ x: EvaluationContext) -> String {
         guard text.contains("{") else { return text }
         var out = ""
         var rest = Substring(text)
@@ -560,13 +559,13 @@ extension PartitionProcessor {
             out += rest[..<open]
             let name = String(rest[rest.index(after: open)..<close])
             if name == "page.path" {
-                out += v.pagePath ?? ""
+                out += pages.path(v.pageID) ?? ""
             } else if name == "channel" {
                 out += v.channel
             } else if name.hasPrefix("intent."), let i = model.intents.firstIndex(where: { $0.name == name.dropFirst(7) }) {
                 out += Self.format(Double(v.scores[i]))
             } else if let f = Feature(rawValue: name) {
-                out += f == .pageClass ? v.pageClass.rawValue : Self.format(featureValue(f, v, x))
+                out += f == .pageClass ? v.pageClass.rawValue : Self.format(featureValue(f, &v, x))
             }
             rest = rest[rest.index(after: close)...]
         }

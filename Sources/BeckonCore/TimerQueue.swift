@@ -38,39 +38,47 @@ protocol HeapOrdered {
 
 extension VisitorTimer: HeapOrdered {}
 
-/// A binary min-heap.
+/// A binary min-heap. Sifts move a hole instead of swapping, through the buffer (no
+/// uniqueness or bounds check per step).
 struct MinHeap<Element: HeapOrdered> {
-    private var heap: [Element] = []
+    private var heap: ContiguousArray<Element> = []
 
     var count: Int { heap.count }
     var first: Element? { heap.first }
 
     mutating func push(_ element: Element) {
         heap.append(element)
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard Element.precedes(heap[i], heap[parent]) else { break }
-            heap.swapAt(i, parent)
-            i = parent
+        heap.withUnsafeMutableBufferPointer { h in
+            var i = h.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard Element.precedes(element, h[parent]) else { break }
+                h[i] = h[parent]
+                i = parent
+            }
+            h[i] = element
         }
     }
 
     mutating func pop() -> Element? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let first = heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < heap.count, Element.precedes(heap[l], heap[smallest]) { smallest = l }
-            if r < heap.count, Element.precedes(heap[r], heap[smallest]) { smallest = r }
-            if smallest == i { break }
-            heap.swapAt(i, smallest)
-            i = smallest
+        guard let last = heap.popLast() else { return nil }
+        guard !heap.isEmpty else { return last }
+        return heap.withUnsafeMutableBufferPointer { h in
+            let first = h[0]
+            let n = h.count
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                if l >= n { break }
+                let r = l + 1
+                let child = r < n && Element.precedes(h[r], h[l]) ? r : l
+                guard Element.precedes(h[child], last) else { break }
+                h[i] = h[child]
+                i = child
+            }
+            h[i] = last
+            return first
         }
-        return first
     }
 }
 

@@ -6,7 +6,7 @@ import Testing
 struct VisitorTableTests {
     static func state(_ id: String) -> VisitorState {
         VisitorState(visitorID: id, channel: "web", userID: nil, lastEventTime: EventTime(milliseconds: 0),
-                     pagePath: nil, pageSince: EventTime(milliseconds: 0), pageEventID: "e")
+                     pageSince: EventTime(milliseconds: 0), pageEventID: "e")
     }
 
     /// Inserts and removals in random order, against a dictionary: every id resolves to

@@ -1,0 +1,88 @@
+/// What the engine knows of one page path: its class, the rule set's path tests it
+/// passes, and its 32-bit hash (`VisitorFeatures.hash32`).
+struct PageInfo: Sendable {
+    var pageClass: PageClass
+    var matches: PathMatches
+    var hash: UInt32
+
+    static let none = PageInfo(pageClass: .other, matches: PathMatches(), hash: 0)
+}
+
+/// The page paths of one partition, interned: a visitor's current page and a held page
+/// event keep a 4-byte id instead of a `String`, and a path is classified and tested
+/// against the rules once, not per visitor.
+///
+/// Id 0 is "no page". An id stays valid while something holds a reference to it
+/// (`retain` / `release`); unreferenced paths stay cached until the table reaches
+/// `limit`, and are then reclaimed, so a stream of distinct paths (search URLs,
+/// product ids) does not grow it without bound.
+struct PageTable: Sendable {
+    struct Entry: Sendable {
+        var path: String
+        var info: PageInfo
+        var refs: Int32
+    }
+
+    private var ids: [String: UInt32] = [:]
+    private(set) var entries: ContiguousArray<Entry> = [Entry(path: "", info: .none, refs: 1)]
+    private var free: [UInt32] = []
+    let limit: Int
+
+    init(limit: Int = 50_000) { self.limit = limit }
+
+    /// Paths known (referenced or cached).
+    var count: Int { ids.count }
+
+    /// The id of `path`, making an entry with `info(path)` if it has none. The id is not
+    /// retained: retain it before the next `intern`, which may reclaim unreferenced ids.
+    @inline(__always) mutating func intern(_ path: String, info: (String) -> PageInfo) -> UInt32 {
+        if let id = ids[path] { return id }
+        return add(path, info(path))
+    }
+
+    private mutating func add(_ path: String, _ info: PageInfo) -> UInt32 {
+        if ids.count >= limit { reclaim() }
+        let entry = Entry(path: path, info: info, refs: 0)
+        let id: UInt32
+        if let reused = free.popLast() {
+            id = reused
+            entries[Int(id)] = entry
+        } else {
+            id = UInt32(entries.count)
+            entries.append(entry)
+        }
+        ids[path] = id
+        return id
+    }
+
+    /// Forgets every path no visitor or held event refers to.
+    private mutating func reclaim() {
+        for id in 1..<entries.count where entries[id].refs == 0 && !entries[id].path.isEmpty {
+            ids[entries[id].path] = nil
+            entries[id] = Entry(path: "", info: .none, refs: 0)
+            free.append(UInt32(id))
+        }
+    }
+
+    @inline(__always) mutating func retain(_ id: UInt32) {
+        if id != 0 { entries[Int(id)].refs += 1 }
+    }
+
+    @inline(__always) mutating func release(_ id: UInt32) {
+        if id != 0 { entries[Int(id)].refs -= 1 }
+    }
+
+    @inline(__always) subscript(id: UInt32) -> PageInfo { entries[Int(id)].info }
+
+    /// The path of `id`; nil for 0.
+    func path(_ id: UInt32) -> String? { id == 0 ? nil : entries[Int(id)].path }
+
+    /// Recomputes every entry's info (the rules' path tests changed).
+    mutating func refresh(_ info: (String) -> PageInfo) {
+        for id in 1..<entries.count where !entries[id].path.isEmpty { entries[id].info = info(entries[id].path) }
+    }
+
+    /// References held, over all ids (for tests: equals the visitors on a page plus the
+    /// held page events).
+    var references: Int { entries.dropFirst().reduce(0) { $0 + Int($1.refs) } }
+}
