@@ -22,6 +22,22 @@ public struct EventTime: Hashable, Comparable, Sendable, CustomStringConvertible
         if rem < 0 { rem += 86_400_000; days -= 1 }
         let (y, m, d) = civilFromDays(days)
         let h = rem / 3_600_000, mi = rem / 60_000 % 60, s = rem / 1000 % 60, f = rem % 1000
+        if (0...9999).contains(y) {
+            // The usual case, written as bytes: decisions carry several of these.
+            return String(unsafeUninitializedCapacity: 24) { out in
+                func put(_ v: Int64, _ at: Int, _ width: Int) {
+                    var v = v
+                    for i in stride(from: at + width - 1, through: at, by: -1) {
+                        out[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                        v /= 10
+                    }
+                }
+                put(y, 0, 4); out[4] = 45; put(m, 5, 2); out[7] = 45; put(d, 8, 2); out[10] = 84
+                put(h, 11, 2); out[13] = 58; put(mi, 14, 2); out[16] = 58; put(s, 17, 2); out[19] = 46
+                put(f, 20, 3); out[23] = 90
+                return 24
+            }
+        }
         func pad(_ v: Int64, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s

@@ -552,7 +552,7 @@ extension PartitionProcessor {
 
     /// Fills `{placeholders}` of a payload text with the visitor's values.
     mutating func fill(_ text: String, _ v: inout VisitorState, _ x: EvaluationContext) -> String {
-        guard text.contains("{") else { return text }
+        guard text.utf8.contains(UInt8(ascii: "{")) else { return text }
         var out = ""
         var rest = Substring(text)
         while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
