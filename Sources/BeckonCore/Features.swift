@@ -26,54 +26,65 @@ public struct Tick: Comparable, Hashable, Sendable {
     func minus(milliseconds: Int64) -> Tick { Tick(value: Int32(clamping: Int64(value) - milliseconds / 100)) }
 }
 
-/// The four latest `(tick, tag)` entries of one kind, kept inline.
+/// The four latest `(tick, tag)` entries of one kind, kept inline: 32 bytes with 32-bit
+/// tags (hashes of paths and elements), 20 with 8-bit ones (depths, kinds).
 ///
 /// Keeping the latest four of a multiset does not depend on the order entries arrive in,
 /// so counts over windows read from it are order-independent. Counts above four read as
 /// four: windows are for "≥ 3 errors in 5 minutes", not for totals (sessions keep those).
-struct Recent4: Sendable, Equatable {
-    private var slots: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+struct Recent4<Tag: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable, Equatable {
+    /// Ticks with the sign bit flipped (so they order as unsigned), 0 for an empty slot.
+    private var ticks: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+    private var tags: (Tag, Tag, Tag, Tag) = (0, 0, 0, 0)
 
     /// Equal when they hold the same multiset of entries, whatever the slots.
     static func == (a: Recent4, b: Recent4) -> Bool { a.sorted == b.sorted }
 
-    var sorted: [UInt64] { withUnsafeBytes(of: slots) { Array($0.bindMemory(to: UInt64.self)).sorted() } }
+    var sorted: [UInt64] { (0..<4).map { key($0) }.sorted() }
 
-    static func pack(_ tick: Tick, _ tag: UInt32) -> UInt64 {
-        UInt64(UInt32(bitPattern: tick.value) ^ 0x8000_0000) << 32 | UInt64(tag)
+    @inline(__always) private func tick(_ i: Int) -> UInt32 {
+        withUnsafeBytes(of: ticks) { $0.load(fromByteOffset: i * 4, as: UInt32.self) }
     }
 
-    static func tick(_ packed: UInt64) -> Tick { Tick(value: Int32(bitPattern: UInt32(packed >> 32) ^ 0x8000_0000)) }
-    static func tag(_ packed: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: packed) }
+    @inline(__always) private func tag(_ i: Int) -> Tag {
+        withUnsafeBytes(of: tags) { $0.load(fromByteOffset: i * MemoryLayout<Tag>.size, as: Tag.self) }
+    }
 
+    /// The entry as one number that orders by tick, then tag; 0 for an empty slot.
+    @inline(__always) private func key(_ i: Int) -> UInt64 { UInt64(tick(i)) << 32 | UInt64(tag(i)) }
+
+    @inline(__always) private static func biased(_ tick: Tick) -> UInt32 { UInt32(bitPattern: tick.value) ^ 0x8000_0000 }
+
+    @inline(__always) private static func unbiased(_ tick: UInt32) -> Tick { Tick(value: Int32(bitPattern: tick ^ 0x8000_0000)) }
+
+    @inline(__always) private mutating func set(_ i: Int, _ tick: UInt32, _ tag: Tag) {
+        withUnsafeMutableBytes(of: &ticks) { $0.storeBytes(of: tick, toByteOffset: i * 4, as: UInt32.self) }
+        withUnsafeMutableBytes(of: &tags) { $0.storeBytes(of: tag, toByteOffset: i * MemoryLayout<Tag>.size, as: Tag.self) }
+    }
+
+    /// Adds an entry; `tag` is cut to `Tag`'s width.
     mutating func insert(_ tick: Tick, tag: UInt32 = 1) {
-        let entry = Self.pack(tick, tag)
-        withUnsafeMutableBytes(of: &slots) { raw in
-            let s = raw.bindMemory(to: UInt64.self)
-            var lowest = 0
-            for i in 0..<4 {
-                if s[i] == 0 { s[i] = entry; return }
-                if s[i] < s[lowest] { lowest = i }
-            }
-            if entry > s[lowest] { s[lowest] = entry }
+        let t = Self.biased(tick), g = Tag(truncatingIfNeeded: tag)
+        let entry = UInt64(t) << 32 | UInt64(g)
+        var lowest = 0
+        for i in 0..<4 {
+            let k = key(i)
+            if k == 0 { set(i, t, g); return }
+            if k < key(lowest) { lowest = i }
         }
+        if entry > key(lowest) { set(lowest, t, g) }
     }
 
     /// Entries at or after `from`, optionally only those with `tag`.
-    func count(since from: Tick, tag: UInt32? = nil) -> Int {
-        withUnsafeBytes(of: slots) { raw in
-            var n = 0
-            for packed in raw.bindMemory(to: UInt64.self) where packed != 0 && Self.tick(packed) >= from && (tag == nil || Self.tag(packed) == tag) {
-                n += 1
-            }
-            return n
-        }
+    @inline(__always) func count(since from: Tick, tag: UInt32? = nil) -> Int {
+        let f = Self.biased(from)
+        var n = 0
+        for i in 0..<4 where tick(i) != 0 && tick(i) >= f && (tag == nil || UInt32(self.tag(i)) == tag) { n += 1 }
+        return n
     }
 
-    func forEach(_ body: (Tick, UInt32) -> Void) {
-        withUnsafeBytes(of: slots) { raw in
-            for packed in raw.bindMemory(to: UInt64.self) where packed != 0 { body(Self.tick(packed), Self.tag(packed)) }
-        }
+    @inline(__always) func forEach(_ body: (Tick, UInt32) -> Void) {
+        for i in 0..<4 where key(i) != 0 { body(Self.unbiased(tick(i)), UInt32(tag(i))) }
     }
 }
 
@@ -126,44 +137,45 @@ public struct PageClassifier: Sendable, Equatable {
 
 /// A visitor's session features, updated per event. Every update is commutative (counts,
 /// maxima, latest-by-time, the latest four of a kind), so any arrival order of the same
-/// events gives the same value. About 230 bytes, no heap.
+/// events gives the same value. 272 bytes, no heap.
 struct VisitorFeatures: Sendable, Equatable {
-    var sessionStart = Tick(value: .max)
-    var sessionEvents: UInt16 = 0
-    var visits: UInt16 = 1
-    var pageViews: UInt16 = 0
+    // Widest first: Swift lays fields out in this order, so this leaves no padding.
     var classViews = SIMD16<UInt8>()
-    /// (tick, path hash) of the latest page views.
-    var recentPages = Recent4()
-    /// (tick, path hash) of the latest category page views.
-    var recentCategories = Recent4()
-    /// (tick, depth %) of the latest scroll events.
-    var scrolls = Recent4()
-    var cartItems: Int16 = 0
     var cartCents: Int64 = 0
+    /// (tick, path hash) of the latest page views.
+    var recentPages = Recent4<UInt32>()
+    /// (tick, path hash) of the latest category page views.
+    var recentCategories = Recent4<UInt32>()
+    /// (tick, page hash) of the latest form errors.
+    var formErrors = Recent4<UInt32>()
+    /// (tick, element hash) of the latest clicks.
+    var clicks = Recent4<UInt32>()
+    /// (tick, depth %) of the latest scroll events.
+    var scrolls = Recent4<UInt8>()
+    var priceHovers = Recent4<UInt8>()
+    /// (tick, 1 = a chat with an agent started, 2 = a chat ended) of the latest chat events.
+    var chats = Recent4<UInt8>()
+    var sessionStart = Tick(value: .max)
     var lastCartChange = Tick.never
     var lastCheckoutProgress = Tick.never
-    var checkoutStep: UInt8 = 0
     var checkoutStepSince = Tick.never
-    var purchased = false
-    /// (tick, page hash) of the latest form errors.
-    var formErrors = Recent4()
-    var formErrorsSession: UInt16 = 0
-    /// (tick, element hash) of the latest clicks.
-    var clicks = Recent4()
-    var priceHovers = Recent4()
-    var priceHoversSession: UInt16 = 0
-    var searches: UInt8 = 0
-    var zeroResultSearches: UInt8 = 0
     var lastExitIntent = Tick.never
-    var exitIntents: UInt8 = 0
-    var chatMessages: UInt8 = 0
-    var negativeMessages: UInt8 = 0
     var lastSentiment: Float = 0
     var lastSentimentAt = Tick.never
     var minSentiment: Float = 0
-    /// (tick, 1 = a chat with an agent started, 2 = a chat ended) of the latest chat events.
-    var chats = Recent4()
+    var sessionEvents: UInt16 = 0
+    var visits: UInt16 = 1
+    var pageViews: UInt16 = 0
+    var cartItems: Int16 = 0
+    var formErrorsSession: UInt16 = 0
+    var priceHoversSession: UInt16 = 0
+    var checkoutStep: UInt8 = 0
+    var purchased = false
+    var searches: UInt8 = 0
+    var zeroResultSearches: UInt8 = 0
+    var exitIntents: UInt8 = 0
+    var chatMessages: UInt8 = 0
+    var negativeMessages: UInt8 = 0
     var offersShown: UInt8 = 0
     var offersAccepted: UInt8 = 0
     var offersDismissed: UInt8 = 0
@@ -454,7 +466,7 @@ public enum Feature: String, CaseIterable, Sendable {
     /// In a human chat at `now`: the latest chat event at or before `now` is an agent chat's
     /// start (an end at the same instant wins). Later events, which may already be applied
     /// when a timer due at `now` fires, do not count.
-    static func inHumanChat(_ chats: Recent4, at now: Tick) -> Bool {
+    static func inHumanChat(_ chats: Recent4<UInt8>, at now: Tick) -> Bool {
         var latest: (Tick, UInt32)?
         chats.forEach { tick, tag in
             if tick <= now, latest.map({ (tick, tag) > $0 }) ?? true { latest = (tick, tag) }
@@ -463,7 +475,7 @@ public enum Feature: String, CaseIterable, Sendable {
     }
 
     /// Three clicks on one element within 2 s among the latest four, the last within a minute.
-    static func rage(_ clicks: Recent4, now: Tick) -> Bool {
+    static func rage(_ clicks: Recent4<UInt32>, now: Tick) -> Bool {
         // No allocation: this runs for every event the frustration score is recomputed on.
         var rage = false
         let recent = now.minus(milliseconds: 60_000)

@@ -1,3 +1,4 @@
+import CBeckonSIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -73,12 +74,12 @@ typealias IntentScores = SIMD8<Float>
 
 /// Everything Beckon knows about one visitor, kept small and free of per-event objects.
 struct VisitorState: Sendable {
+    // Widest alignment first: Swift lays fields out in this order, so this leaves no padding.
+    var features = VisitorFeatures()
+    var scores = IntentScores()
     var visitorID: String
     var channel: String
-    var userID: String?
     var lastEventTime: EventTime
-    /// The current page (`PageTable` id, 0 when none); its class and hash are kept inline too.
-    var pageID: UInt32 = 0
     var pageSince: EventTime
     var pageEventID: String
     /// (time, id hash) of the latest page event applied: page events apply in this order.
@@ -95,22 +96,20 @@ struct VisitorState: Sendable {
     var nextWake = EventTime.unset
     /// The latest wake-up scheduled: the state stays in memory at least until then.
     var latestWake = EventTime.unset
-    var pendingWakes: UInt16 = 0
-    /// Per-visitor policy memory: caps, cooldowns, dismissals.
-    var prompts = PromptMemory()
     /// Latest matching times of the rule set's windowed counts (ticks; empty until needed).
     var counters: [Int32] = []
+    /// The current page (`PageTable` id, 0 when none); its class and hash are kept inline too.
+    var pageID: UInt32 = 0
     var pageHash: UInt32 = 0
+    var recentEventIDs = RecentEventIDs()
+    var pendingWakes: UInt16 = 0
     /// Events of this visitor waiting in the held queue.
     var heldCount: UInt16 = 0
     var pageClass: PageClass = .other
     var sessionTimerPending = false
-    var recentEventIDs = RecentEventIDs()
-    var scores = IntentScores()
-    var features = VisitorFeatures()
 
     static let vacant = VisitorState(
-        visitorID: "", channel: "", userID: nil, lastEventTime: EventTime(milliseconds: 0),
+        visitorID: "", channel: "", lastEventTime: EventTime(milliseconds: 0),
         pageSince: EventTime(milliseconds: 0), pageEventID: "")
 
     var page: PageContext {
@@ -143,6 +142,15 @@ final class VisitorTable: @unchecked Sendable {
     private var bucketMask: Int
     private(set) var count = 0
     private let seed: UInt64
+    /// What few visitors have, kept beside their state instead of in every one.
+    private var sidecars: [Int32: Sidecar] = [:]
+
+    struct Sidecar: Sendable {
+        /// Set once an event names the user (most visitors stay anonymous).
+        var userID: String?
+        /// The policy's memory: caps, cooldowns, dismissals (once prompted).
+        var prompts = PromptMemory()
+    }
 
     init(capacity: Int = 1024, seed: UInt64 = .random(in: 1 ... .max)) {
         self.capacity = capacity
@@ -171,6 +179,7 @@ final class VisitorTable: @unchecked Sendable {
         table.buckets.initialize(from: buckets, count: bucketMask + 1)
         table.bucketMask = bucketMask
         table.count = count
+        table.sidecars = sidecars
         return table
     }
 
@@ -258,7 +267,17 @@ final class VisitorTable: @unchecked Sendable {
         buckets[hole] = 0
         count -= 1
         base[Int(slot)] = .vacant
+        sidecars[slot] = nil
         free.append(slot)
+    }
+
+    @inline(__always) func sidecar(_ slot: Int32) -> Sidecar? { sidecars.isEmpty ? nil : sidecars[slot] }
+
+    func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) { body(&sidecars[slot, default: Sidecar()]) }
+
+    /// Starts loading a visitor's state into cache (a hint; see `beckon_prefetch`).
+    @inline(__always) func prefetch(_ slot: Int32) {
+        beckon_prefetch(base + Int(slot), MemoryLayout<VisitorState>.size)
     }
 
     /// The visitor's state, to mutate in place. Valid until the next `insert`.
@@ -313,6 +332,8 @@ struct HeldQueue: Sendable {
 
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
+    /// The slot of the visitor whose event comes next.
+    var nextSlot: Int32? { heap.first?.slot }
     /// Held page events with a path (each holds a reference to its `PageTable` id).
     private(set) var pageReferences = 0
 
@@ -516,7 +537,7 @@ public struct PartitionProcessor: Sendable {
     }
 
     private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
-        if let userID = event.userID, userID != visitor.userID { visitor.userID = userID }
+        if let userID = event.userID, userID != visitors.sidecar(slot)?.userID { visitors.updateSidecar(slot) { $0.userID = userID } }
         if event.channel != visitor.channel { visitor.channel = event.channel }
         var settled: [Decision] = []
         if late {
@@ -549,7 +570,7 @@ public struct PartitionProcessor: Sendable {
 
     private mutating func newVisitor(_ event: Event, position: Int64) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
-        var v = VisitorState(visitorID: event.visitorID, channel: event.channel, userID: event.userID, lastEventTime: event.time,
+        var v = VisitorState(visitorID: event.visitorID, channel: event.channel, lastEventTime: event.time,
                              pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
         if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
@@ -560,7 +581,7 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// Opens a new session when `time` is past the visitor's session gap.
-    @inline(__always) private mutating func startSessionIfDue(at time: EventTime, position: Int64, _ visitor: inout VisitorState) -> Bool {
+    @inline(__always) private mutating func startSessionIfDue(at time: EventTime, position: Int64, slot: Int32, _ visitor: inout VisitorState) -> Bool {
         guard time > visitor.lastEventTime + configuration.sessionGap else {
             if time > visitor.lastEventTime { visitor.lastEventTime = time }
             return false
@@ -568,7 +589,7 @@ public struct PartitionProcessor: Sendable {
         leavePage(&visitor)
         visitor.features.startSession()
         visitor.ruleBits = RuleBits()
-        visitor.prompts.startSession()
+        if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.startSession() } }
         if !visitor.counters.isEmpty { visitor.counters.removeAll() }
         countSession(from: visitor.sessionPosition, to: position)
         visitor.sessionPosition = position
@@ -578,7 +599,7 @@ public struct PartitionProcessor: Sendable {
 
     /// Applies a held page event, in event-time order, then evaluates the rules.
     private mutating func applyPage(_ key: HeldQueue.Key, _ held: HeldQueue.PageEvent, to visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
-        let opensSession = startSessionIfDue(at: key.time, position: key.position, &visitor)
+        let opensSession = startSessionIfDue(at: key.time, position: key.position, slot: key.slot, &visitor)
         var pageClass: PageClass?
         var pathHash: UInt32?
         // A page view or ping without a path moves nothing on the page track.
@@ -611,9 +632,9 @@ public struct PartitionProcessor: Sendable {
     /// Applies any other event (directly, or from the held queue when it opens a session),
     /// then evaluates the rules.
     private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
-        let opensSession = startSessionIfDue(at: event.time, position: position, &visitor)
+        let opensSession = startSessionIfDue(at: event.time, position: position, slot: slot, &visitor)
         if event.type == .offerDismissed, let id = event.properties.decisionID {
-            visitor.prompts.dismissed(decisionID: id, at: Tick(event.time))
+            if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.dismissed(decisionID: id, at: Tick(event.time)) } }
         }
         let pathHash = event.type == .formError ? event.pagePath.map(VisitorFeatures.hash32) : nil
         visitor.features.apply(event.type, tick: Tick(event.time), properties: event.properties, pageClass: nil, pathHash: pathHash)
@@ -731,6 +752,10 @@ public struct PartitionProcessor: Sendable {
             if let heldTime = nextHeld, nextTimer.map({ heldTime < $0 }) ?? true {
                 let (key, page, event) = held.pop()!
                 defer { pages.release(key.pageID) }
+                // While this event is applied, the next one's visitor state comes into cache
+                // (only worth it once the states outgrow the cache: measured 6% slower at
+                // 2,000 visitors, 8-20% faster at 300,000 and 1,000,000).
+                if visitors.count > 16_384, let next = held.nextSlot { visitors.prefetch(next) }
                 guard visitors.epochs[Int(key.slot)] == key.epoch else { continue }
                 let visitor = visitors.pointer(key.slot)
                 visitor.pointee.heldCount -= 1

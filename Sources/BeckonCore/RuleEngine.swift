@@ -455,7 +455,7 @@ extension PartitionProcessor {
         }
         if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }
         guard !risen.isEmpty else { return [] }
-        return decide(risen, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow)
+        return decide(risen, slot: slot, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow)
     }
 
     /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
@@ -470,7 +470,9 @@ extension PartitionProcessor {
     /// (cooldown, dismissed backoff, coupon budget) lets the next one try; the first that
     /// passes wins and the rest are `lower_priority`. A winner in its rule's holdout group
     /// is recorded with `experiment = holdout` and counts as a prompt for every limit.
-    mutating func decide(_ risen: [Int], visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
+    mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
+        let sidecar = visitors.sidecar(slot)
+        let prompts = sidecar?.prompts ?? PromptMemory()
         let order = risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
         let triggerID: String
         if case .event(_, let id) = trigger { triggerID = id } else { triggerID = visitor.pageEventID }
@@ -490,7 +492,7 @@ extension PartitionProcessor {
             visitorWide = .inChat
         } else if time < visitor.lastPrompt + policy.minimumGap {
             visitorWide = .minGap
-        } else if visitor.prompts.capReached(day: day, policy) {
+        } else if prompts.capReached(day: day, policy) {
             visitorWide = .cap
         }
         if let visitorWide {
@@ -502,12 +504,12 @@ extension PartitionProcessor {
         for i in order {
             if winner != nil { suppress(i, .lowerPriority, &self); continue }
             let rule = rules.rules[i]
-            if let last = visitor.prompts.lastDecision(rule: VisitorFeatures.hash32(rule.id)),
+            if let last = prompts.lastDecision(rule: VisitorFeatures.hash32(rule.id)),
                time.milliseconds < last + (rule.cooldown ?? policy.defaultCooldown).value {
                 suppress(i, .cooldown, &self)
                 continue
             }
-            let dismissed = visitor.prompts.dismissedAt(rule.action)
+            let dismissed = prompts.dismissedAt(rule.action)
             if dismissed != .min && Int64(tick.value) < Int64(dismissed) + policy.dismissedBackoff.value / 100 {
                 suppress(i, .dismissedBackoff, &self)
                 continue
@@ -523,7 +525,7 @@ extension PartitionProcessor {
         if holdout { suppress(index, .holdout, &self) }
         let id = Decision.makeID(visitorID: visitorID, ruleID: rule.id, trigger: triggerID, at: time)
         visitor.lastPrompt = time
-        visitor.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time)
+        visitors.updateSidecar(slot) { $0.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time) }
         if rule.action == .coupon && !holdout, policy.couponsPerHour != nil {
             couponsByHour[hour, default: 0] += 1
             if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
@@ -536,7 +538,7 @@ extension PartitionProcessor {
         case .timer: cause = "time passing\(on)"
         }
         return [Decision(
-            id: id, visitorID: visitorID, userID: visitor.userID, action: rule.action, ruleID: rule.id, ruleVersion: rule.version,
+            id: id, visitorID: visitorID, userID: sidecar?.userID, action: rule.action, ruleID: rule.id, ruleVersion: rule.version,
             intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
             reason: "\(rule.conditionText) — became true at \(time.rfc3339) after \(cause)",
             payload: payload, channel: visitor.channel, eventTime: time, decidedAt: wallNow,

@@ -88,6 +88,29 @@ struct RuleEngineTests {
         #expect(p.takeSuppressions().map { "\(Int(($0.eventTime - t0).value / 1000)) \($0.reason.rawValue)" } == ["120 cap"])
     }
 
+    /// The user id and the policy's memory live beside the state (most visitors have
+    /// neither): a decision carries the user id; an evicted visitor's slot, taken by the
+    /// next new visitor, carries neither its user id nor its caps.
+    @Test func decisionsCarryTheUserIDAndAReusedSlotStartsClean() throws {
+        let set = try rules([("click", "when: event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        var c = configuration(lateness: 0)
+        c.sessionGap = .minutes(1)
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero, maxPerSession: 1, maxPerDay: 1), configuration: c)
+        var identified = event(.click, "v1", "a", at: 0, path: "/p") { $0.element = "b" }
+        identified.userID = "u1"
+        #expect(p.process(identified, arrivedAt: t0).map { $0.userID } == ["u1"])
+        // The daily cap holds for v1 in a new session.
+        _ = p.process(event(.scroll, "v1", "b", at: 1, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        #expect(p.process(event(.click, "v1", "c", at: 90, path: "/p") { $0.element = "b" }, arrivedAt: t0).isEmpty)
+        #expect(p.takeSuppressions().map(\.reason) == [.cap])
+        // v1's session ends and it is evicted; v2 takes its slot, anonymous and uncapped.
+        _ = p.process(event(.scroll, "v3", "d", at: 1_000, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        #expect(p.features(of: "v1") == nil)
+        let fresh = p.process(event(.click, "v2", "e", at: 1_001, path: "/p") { $0.element = "b" }, arrivedAt: t0)
+        #expect(fresh.map(\.visitorID) == ["v2"])
+        #expect(fresh.first.map { $0.userID == nil } == true)
+    }
+
     @Test func aReloadKeepsWhatHeldSoNothingFiresAgainButNewRulesStart() throws {
         let a = ("a", "when: cart_items >= 1\naction: offer_help\npayload: {message: one}\n")
         var p = PartitionProcessor(rules: try rules([a]), policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
