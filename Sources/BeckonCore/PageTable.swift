@@ -86,3 +86,26 @@ struct PageTable: Sendable {
     /// held page events).
     var references: Int { entries.dropFirst().reduce(0) { $0 + Int($1.refs) } }
 }
+
+/// The channel names of a partition ("web", "app", …), interned: a visitor keeps a 2-byte
+/// id. Channels are few; should a tracker send more than 65,535 distinct ones, the rest
+/// get id 0 and their name is kept in the visitor's sidecar.
+struct ChannelTable: Sendable {
+    private var ids: [String: UInt16] = [:]
+    private(set) var names: [String] = [""]
+    let limit: Int
+
+    init(limit: Int = Int(UInt16.max)) { self.limit = min(limit, Int(UInt16.max)) }
+
+    /// The id of `name`, 0 when the table is full.
+    mutating func id(_ name: String) -> UInt16 {
+        if let id = ids[name] { return id }
+        guard names.count <= limit else { return 0 }
+        let id = UInt16(names.count)
+        names.append(name)
+        ids[name] = id
+        return id
+    }
+
+    @inline(__always) subscript(id: UInt16) -> String { names[Int(id)] }
+}

@@ -78,15 +78,11 @@ struct VisitorState: Sendable {
     var features = VisitorFeatures()
     var scores = IntentScores()
     var visitorID: String
-    var channel: String
     var lastEventTime: EventTime
     var pageSince: EventTime
     var pageEventID: String
-    /// (time, id hash) of the latest page event applied: page events apply in this order.
+    /// Time of the latest page event applied: page events apply in (time, id hash) order.
     var lastPageTime = EventTime(milliseconds: .min)
-    var lastPageID: UInt64 = 0
-    /// Event time of the visitor's latest prompt (for the policy's minimum gap).
-    var lastPrompt = EventTime(milliseconds: Int64.min / 2)
     /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
     var sessionPosition: Int64 = -1
     /// Rules whose condition held at the last evaluation (bit per rule index): a rule fires
@@ -101,7 +97,12 @@ struct VisitorState: Sendable {
     /// The current page (`PageTable` id, 0 when none); its class and hash are kept inline too.
     var pageID: UInt32 = 0
     var pageHash: UInt32 = 0
+    /// The high half of the latest page event's id hash: with `lastPageTime`, the order
+    /// the held queue releases page events in (it compares the whole hash, high half first).
+    var lastPageID: UInt32 = 0
     var recentEventIDs = RecentEventIDs()
+    /// The visitor's latest channel (`ChannelTable` id; 0: the name is in the sidecar).
+    var channel: UInt16 = 0
     var pendingWakes: UInt16 = 0
     /// Events of this visitor waiting in the held queue.
     var heldCount: UInt16 = 0
@@ -109,7 +110,7 @@ struct VisitorState: Sendable {
     var sessionTimerPending = false
 
     static let vacant = VisitorState(
-        visitorID: "", channel: "", lastEventTime: EventTime(milliseconds: 0),
+        visitorID: "", lastEventTime: EventTime(milliseconds: 0),
         pageSince: EventTime(milliseconds: 0), pageEventID: "")
 
     var page: PageContext {
@@ -148,6 +149,8 @@ final class VisitorTable: @unchecked Sendable {
     struct Sidecar: Sendable {
         /// Set once an event names the user (most visitors stay anonymous).
         var userID: String?
+        /// The channel's name when the channel table is full (see `ChannelTable`).
+        var channel: String?
         /// The policy's memory: caps, cooldowns, dismissals (once prompted).
         var prompts = PromptMemory()
     }
@@ -409,6 +412,7 @@ public struct PartitionProcessor: Sendable {
     /// Page paths, interned: per path its class and which of the rule set's path tests it
     /// passes, computed once per distinct path.
     var pages = PageTable()
+    var channels = ChannelTable()
     /// The intent model flattened: the features it reads, and per intent its bias and
     /// (feature position, weight, cap) terms.
     private let modelFeatures: [Feature]
@@ -538,7 +542,7 @@ public struct PartitionProcessor: Sendable {
 
     private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
         if let userID = event.userID, userID != visitors.sidecar(slot)?.userID { visitors.updateSidecar(slot) { $0.userID = userID } }
-        if event.channel != visitor.channel { visitor.channel = event.channel }
+        if event.channel != channelName(slot, visitor) { setChannel(event.channel, slot, &visitor) }
         var settled: [Decision] = []
         if late {
             statistics.lateEvents += 1
@@ -570,7 +574,7 @@ public struct PartitionProcessor: Sendable {
 
     private mutating func newVisitor(_ event: Event, position: Int64) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
-        var v = VisitorState(visitorID: event.visitorID, channel: event.channel, lastEventTime: event.time,
+        var v = VisitorState(visitorID: event.visitorID, lastEventTime: event.time,
                              pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
         if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
@@ -604,10 +608,10 @@ public struct PartitionProcessor: Sendable {
         var pathHash: UInt32?
         // A page view or ping without a path moves nothing on the page track.
         if key.type == .pageHidden || key.pageID != 0 {
-            let inOrder = (key.time, key.idHash) >= (visitor.lastPageTime, visitor.lastPageID)
+            let inOrder = (key.time, UInt32(truncatingIfNeeded: key.idHash >> 32)) >= (visitor.lastPageTime, visitor.lastPageID)
             if inOrder {
                 visitor.lastPageTime = key.time
-                visitor.lastPageID = key.idHash
+                visitor.lastPageID = UInt32(truncatingIfNeeded: key.idHash >> 32)
             } else {
                 statistics.outOfOrderPageEvents += 1
             }
@@ -645,6 +649,18 @@ public struct PartitionProcessor: Sendable {
         rescore(&visitor)
         guard !rules.rules.isEmpty else { return [] }
         return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow)
+    }
+
+    /// The visitor's channel name.
+    @inline(__always) func channelName(_ slot: Int32, _ visitor: borrowing VisitorState) -> String {
+        visitor.channel != 0 ? channels[visitor.channel] : visitors.sidecar(slot)?.channel ?? ""
+    }
+
+    private mutating func setChannel(_ name: String, _ slot: Int32, _ visitor: inout VisitorState) {
+        visitor.channel = channels.id(name)
+        if visitor.channel == 0 || visitors.sidecar(slot)?.channel != nil {
+            visitors.updateSidecar(slot) { $0.channel = visitor.channel == 0 ? name : nil }
+        }
     }
 
     /// The interned id of a page path (not retained).

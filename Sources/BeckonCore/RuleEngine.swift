@@ -31,6 +31,8 @@ struct RuleBits: Sendable, Equatable {
 /// latest decision (cooldowns), recent decisions (to know what an `offer_dismissed` was
 /// about) and dismissals per action.
 struct PromptMemory: Sendable {
+    /// Event time of the visitor's latest prompt (for the policy's minimum gap).
+    var lastPrompt = EventTime(milliseconds: Int64.min / 2)
     var session: UInt8 = 0
     var today: UInt8 = 0
     var day: Int32 = -1
@@ -427,14 +429,14 @@ extension PartitionProcessor {
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, pathMatches: pages[visitor.pageID].matches, pageClass: visitor.pageClass,
-            channel: visitor.channel, eventType: trigger.eventType)
+            channel: channelName(slot, visitor), eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
         for i in ruleTriggers.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
             // The condition alone, not the whole rule: a `Rule` copy retains a dozen strings.
             let condition = ruleConditions[i]
             var holds = false
-            if ruleChannels[i].isEmpty || ruleChannels[i].contains(visitor.channel) {
+            if ruleChannels[i].isEmpty || ruleChannels[i].contains(context.channel) {
                 if timeRules[i] {
                     let (h, at) = evaluateWithWake(condition, &visitor, context)
                     holds = h
@@ -490,7 +492,7 @@ extension PartitionProcessor {
         var visitorWide: Policy.Suppression?
         if policy.quietDuringHumanChat && Feature.inHumanChat(visitor.features.chats, at: tick) {
             visitorWide = .inChat
-        } else if time < visitor.lastPrompt + policy.minimumGap {
+        } else if time < prompts.lastPrompt + policy.minimumGap {
             visitorWide = .minGap
         } else if prompts.capReached(day: day, policy) {
             visitorWide = .cap
@@ -524,8 +526,7 @@ extension PartitionProcessor {
         let rule = rules.rules[index]
         if holdout { suppress(index, .holdout, &self) }
         let id = Decision.makeID(visitorID: visitorID, ruleID: rule.id, trigger: triggerID, at: time)
-        visitor.lastPrompt = time
-        visitors.updateSidecar(slot) { $0.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time) }
+        visitors.updateSidecar(slot) { $0.prompts.lastPrompt = time; $0.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time) }
         if rule.action == .coupon && !holdout, policy.couponsPerHour != nil {
             couponsByHour[hour, default: 0] += 1
             if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
@@ -541,7 +542,7 @@ extension PartitionProcessor {
             id: id, visitorID: visitorID, userID: sidecar?.userID, action: rule.action, ruleID: rule.id, ruleVersion: rule.version,
             intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
             reason: "\(rule.conditionText) — became true at \(time.rfc3339) after \(cause)",
-            payload: payload, channel: visitor.channel, eventTime: time, decidedAt: wallNow,
+            payload: payload, channel: context.channel, eventTime: time, decidedAt: wallNow,
             expiresAt: time + rule.expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
     }
 
@@ -563,7 +564,7 @@ extension PartitionProcessor {
             if name == "page.path" {
                 out += pages.path(v.pageID) ?? ""
             } else if name == "channel" {
-                out += v.channel
+                out += x.channel
             } else if name.hasPrefix("intent."), let i = model.intents.firstIndex(where: { $0.name == name.dropFirst(7) }) {
                 out += Self.format(Double(v.scores[i]))
             } else if let f = Feature(rawValue: name) {

@@ -111,6 +111,32 @@ struct RuleEngineTests {
         #expect(fresh.first.map { $0.userID == nil } == true)
     }
 
+    /// Channels are interned; past the table's limit a channel's name is kept beside the
+    /// visitor's state. Either way rules and decisions see the name, and a visitor that
+    /// changes channel is seen on the new one.
+    @Test func channelConditionsAndDecisionsSeeTheChannelNameEvenPastTheTable() throws {
+        let set = try rules([
+            ("kiosk", "when: event == click and channel == kiosk\naction: offer_help\npayload: {message: \"on {channel}\"}\n"),
+            ("app", "when: event == click and channel in [app]\naction: offer_help\npayload: {message: \"on {channel}\"}\n"),
+        ])
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        p.channels = ChannelTable(limit: 2)
+        func click(_ visitor: String, _ id: String, _ channel: String, at seconds: Double) -> Event {
+            var e = event(.click, visitor, id, at: seconds, path: "/p") { $0.element = id }
+            e.channel = channel
+            return e
+        }
+        _ = p.process(click("v0", "a", "web", at: 0), arrivedAt: t0)
+        let app = p.process(click("v1", "b", "app", at: 1), arrivedAt: t0)
+        let kiosk = p.process(click("v2", "c", "kiosk", at: 2), arrivedAt: t0)
+        #expect(p.channels.names == ["", "web", "app"])
+        #expect(app.map { "\($0.ruleID) \($0.channel) \($0.payload.first?.1 ?? "")" } == ["app app on app"])
+        #expect(kiosk.map { "\($0.ruleID) \($0.channel) \($0.payload.first?.1 ?? "")" } == ["kiosk kiosk on kiosk"])
+        // v2 moves to the app, v1 to a kiosk.
+        #expect(p.process(click("v2", "d", "app", at: 3), arrivedAt: t0).map(\.ruleID) == ["app"])
+        #expect(p.process(click("v1", "e", "kiosk", at: 4), arrivedAt: t0).map(\.ruleID) == ["kiosk"])
+    }
+
     @Test func aReloadKeepsWhatHeldSoNothingFiresAgainButNewRulesStart() throws {
         let a = ("a", "when: cart_items >= 1\naction: offer_help\npayload: {message: one}\n")
         var p = PartitionProcessor(rules: try rules([a]), policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))

@@ -5,7 +5,7 @@ import Testing
 @Suite("Visitor table")
 struct VisitorTableTests {
     static func state(_ id: String) -> VisitorState {
-        VisitorState(visitorID: id, channel: "web", lastEventTime: EventTime(milliseconds: 0),
+        VisitorState(visitorID: id, lastEventTime: EventTime(milliseconds: 0),
                      pageSince: EventTime(milliseconds: 0), pageEventID: "e")
     }
 
