@@ -11,8 +11,18 @@ public struct VisitorTimer: Sendable, Equatable {
     /// The visitor's slot, and the slot's epoch when the timer was set (a reused slot
     /// belongs to another visitor: its old timers are then ignored).
     public var slot: Int32
-    public var epoch: UInt32
-    public var kind: Kind
+    /// The epoch in the low 31 bits, the kind in the top bit: 16 bytes a timer, and a
+    /// million visitors each have one.
+    private var epochAndKind: UInt32
+
+    public var epoch: UInt32 { epochAndKind & 0x7FFF_FFFF }
+    public var kind: Kind { epochAndKind >> 31 == 0 ? .wake : .sessionEnd }
+
+    public init(due: EventTime, slot: Int32, epoch: UInt32, kind: Kind) {
+        self.due = due
+        self.slot = slot
+        epochAndKind = epoch & 0x7FFF_FFFF | (kind == .wake ? 0 : 0x8000_0000)
+    }
 
     /// Deterministic order: by due time, then slot, then kind.
     static func precedes(_ a: VisitorTimer, _ b: VisitorTimer) -> Bool {
