@@ -39,7 +39,16 @@ public struct Decision: Sendable, Equatable {
     /// The id of a firing: a rule may fire more than once on one trigger (a page view whose
     /// condition turns false and true again), never twice at one instant.
     public static func makeID(visitorID: String, ruleID: String, trigger: String, at time: EventTime) -> String {
-        makeID(visitorID: visitorID, ruleID: ruleID, trigger: "\(trigger)@\(time.milliseconds)")
+        // The same hash as `makeID(trigger: "\(trigger)@\(ms)")`, without building that string.
+        var h = StableHash()
+        h.combine("decision")
+        h.combine(visitorID)
+        h.combine(ruleID)
+        h.append(trigger)
+        h.append("@")
+        h.append(String(time.milliseconds))
+        h.endPart()
+        return h.hex
     }
 
     public static func == (a: Decision, b: Decision) -> Bool {

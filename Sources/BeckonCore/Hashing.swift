@@ -9,25 +9,42 @@ public struct StableHash: Sendable {
     public init() {}
 
     public mutating func combine(_ text: String) {
-        for byte in text.utf8 {
-            value ^= UInt128(byte)
-            value &*= Self.prime
+        append(text)
+        endPart()
+    }
+
+    /// Adds the text's bytes without ending the part (`combine` = `append` + `endPart`).
+    mutating func append(_ text: String) {
+        var text = text
+        var v = value
+        text.withUTF8 { bytes in
+            for byte in bytes {
+                v ^= UInt128(byte)
+                v &*= Self.prime
+            }
         }
-        // A separator so ("ab","c") and ("a","bc") differ.
+        value = v
+    }
+
+    /// A separator so ("ab","c") and ("a","bc") differ.
+    mutating func endPart() {
         value ^= 0xFF
         value &*= Self.prime
     }
 
     /// 32 lowercase hex digits.
     public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 32)
-        var v = value
-        for i in stride(from: 31, through: 0, by: -1) {
-            out[i] = digits[Int(v & 0xF)]
-            v >>= 4
+        let v = value
+        // Written in place: decision ids are made for every decision.
+        return String(unsafeUninitializedCapacity: 32) { out in
+            var v = v
+            for i in stride(from: 31, through: 0, by: -1) {
+                let d = UInt8(truncatingIfNeeded: v & 0xF)
+                out[i] = d < 10 ? 48 + d : 87 + d
+                v >>= 4
+            }
+            return 32
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     public static func hex(_ parts: String...) -> String {

@@ -441,6 +441,8 @@ public struct PartitionProcessor: Sendable {
     var anyRuleTriggers: UInt32 = 0
     /// Per rule, its condition and channels (read on every evaluation).
     var ruleConditions: [Condition] = []
+    /// Per rule, `VisitorFeatures.hash32` of its id (the policy's memory keys rules by it).
+    var ruleHashes: [UInt32] = []
     var ruleChannels: [[String]] = []
     /// Rules that read the event just seen (`event == …`).
     var momentaryRules: [Bool] = []

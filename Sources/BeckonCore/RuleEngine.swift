@@ -248,6 +248,7 @@ extension PartitionProcessor {
         ruleTriggers = rules.rules.map { mask($0.condition) }
         anyRuleTriggers = ruleTriggers.reduce(0, |)
         ruleConditions = rules.rules.map(\.condition)
+        ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
         ruleChannels = rules.rules.map(\.channels)
         func readsEvent(_ c: Condition) -> Bool {
             switch c {
@@ -482,11 +483,12 @@ extension PartitionProcessor {
         let tick = Tick(time)
         let visitorID = visitor.visitorID
         func suppress(_ i: Int, _ reason: Policy.Suppression, _ processor: inout PartitionProcessor) {
-            let rule = processor.rules.rules[i]
+            let ruleID = processor.rules.rules[i].id
             processor.statistics.suppressed[reason.rawValue, default: 0] += 1
             processor.suppressions.append(SuppressedFiring(
-                id: StableHash.hex("suppression", visitorID, rule.id, firing, reason.rawValue), visitorID: visitorID, ruleID: rule.id,
-                ruleVersion: rule.version, action: rule.action, reason: reason, eventTime: time, triggerEventID: triggerID))
+                id: StableHash.hex("suppression", visitorID, ruleID, firing, reason.rawValue), visitorID: visitorID, ruleID: ruleID,
+                ruleVersion: processor.rules.rules[i].version, action: processor.rules.rules[i].action, reason: reason, eventTime: time,
+                triggerEventID: triggerID))
         }
         let day = Int32(clamping: time.milliseconds / 86_400_000)
         var visitorWide: Policy.Suppression?
@@ -505,28 +507,30 @@ extension PartitionProcessor {
         var winner: (index: Int, holdout: Bool)?
         for i in order {
             if winner != nil { suppress(i, .lowerPriority, &self); continue }
-            let rule = rules.rules[i]
-            if let last = prompts.lastDecision(rule: VisitorFeatures.hash32(rule.id)),
-               time.milliseconds < last + (rule.cooldown ?? policy.defaultCooldown).value {
+            // Fields, not a `Rule` copy (a copy retains a dozen strings).
+            if let last = prompts.lastDecision(rule: ruleHashes[i]),
+               time.milliseconds < last + (rules.rules[i].cooldown ?? policy.defaultCooldown).value {
                 suppress(i, .cooldown, &self)
                 continue
             }
-            let dismissed = prompts.dismissedAt(rule.action)
+            let action = rules.rules[i].action
+            let dismissed = prompts.dismissedAt(action)
             if dismissed != .min && Int64(tick.value) < Int64(dismissed) + policy.dismissedBackoff.value / 100 {
                 suppress(i, .dismissedBackoff, &self)
                 continue
             }
-            if rule.action == .coupon, let budget = policy.couponsPerHour, couponsByHour[hour, default: 0] >= budget {
+            if action == .coupon, let budget = policy.couponsPerHour, couponsByHour[hour, default: 0] >= budget {
                 suppress(i, .budget, &self)
                 continue
             }
-            winner = (i, Self.inHoldout(visitorID: visitorID, rule: rule))
+            winner = (i, Self.inHoldout(visitorID: visitorID, ruleID: rules.rules[i].id, share: rules.rules[i].holdout))
         }
         guard let (index, holdout) = winner else { return [] }
         let rule = rules.rules[index]
         if holdout { suppress(index, .holdout, &self) }
         let id = Decision.makeID(visitorID: visitorID, ruleID: rule.id, trigger: triggerID, at: time)
-        visitors.updateSidecar(slot) { $0.prompts.lastPrompt = time; $0.prompts.record(rule: VisitorFeatures.hash32(rule.id), decisionID: id, action: rule.action, at: time) }
+        let ruleHash = ruleHashes[index]
+        visitors.updateSidecar(slot) { $0.prompts.lastPrompt = time; $0.prompts.record(rule: ruleHash, decisionID: id, action: rule.action, at: time) }
         if rule.action == .coupon && !holdout, policy.couponsPerHour != nil {
             couponsByHour[hour, default: 0] += 1
             if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
@@ -547,10 +551,10 @@ extension PartitionProcessor {
     }
 
     /// A deterministic share of visitors per rule: the same visitor is always in or out.
-    static func inHoldout(visitorID: String, rule: Rule) -> Bool {
-        guard rule.holdout > 0 else { return false }
-        let bucket = fnv64("holdout\u{1}\(visitorID)\u{1}\(rule.id)") % 10_000
-        return Double(bucket) < rule.holdout * 10_000
+    static func inHoldout(visitorID: String, ruleID: String, share: Double) -> Bool {
+        guard share > 0 else { return false }
+        let bucket = fnv64("holdout\u{1}\(visitorID)\u{1}\(ruleID)") % 10_000
+        return Double(bucket) < share * 10_000
     }
 
     /// Fills `{placeholders}` of a payload text with the visitor's values.
