@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Side-by-side core benchmark: an older commit against the working tree, run interleaved
+# on the same machine, so drift between runs cancels out in the ratio.
+#   scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS]
+#   default: 100,000 visitors, 3 rounds (old, new, old, new, ...), best of 3 runs each
+# The workload is the core micro-benchmark's (make bench): the simulator's mix, seed 7,
+# the shipped intent model, one dwell rule. Each side is built from its own checkout.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OLD=${1:?usage: scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS]}
+VISITORS=${2:-100000}
+ROUNDS=${3:-3}
+RUNS=${4:-3}
+WORK="$ROOT/.build-ab"
+mkdir -p "$WORK"
+export PKG_CONFIG_PATH="$ROOT/.deps/librdkafka/lib/pkgconfig"
+
+# The old side: a detached worktree at OLD (replaced if it points elsewhere).
+OLD_SHA=$(git -C "$ROOT" rev-parse --verify "$OLD^{commit}")
+if [ "$(git -C "$WORK/old" rev-parse HEAD 2>/dev/null || true)" != "$OLD_SHA" ]; then
+    git -C "$ROOT" worktree remove --force "$WORK/old" 2>/dev/null || rm -rf "$WORK/old"
+    git -C "$ROOT" worktree prune
+    git -C "$ROOT" worktree add --detach "$WORK/old" "$OLD_SHA" >/dev/null
+fi
+
+build() {  # build SIDE ROOT: the harness against that checkout, in its own scratch path
+    echo "building the $1 side ($(git -C "$2" rev-parse --short HEAD)$( [ -n "$(git -C "$2" status --porcelain -- Sources)" ] && echo ', with changes'))" >&2
+    BECKON_ROOT="$2" swift build -c release --package-path "$ROOT/scripts/core-ab" --scratch-path "$WORK/$1-build" 2>&1 \
+        | grep -E "error:" >&2 || true
+    [ -x "$WORK/$1-build/release/core-ab" ] || { echo "the $1 side did not build" >&2; exit 1; }
+}
+build old "$WORK/old"
+build new "$ROOT"
+
+echo "core, $VISITORS visitors, best of $RUNS runs per round; old = $OLD, new = working tree"
+for round in $(seq "$ROUNDS"); do
+    old=$("$WORK/old-build/release/core-ab" "$WORK/old" "$VISITORS" "$RUNS")
+    new=$("$WORK/new-build/release/core-ab" "$ROOT" "$VISITORS" "$RUNS")
+    o=${old%% *}; n=${new%% *}
+    printf 'round %s  old %s\n          new %s\n          new/old %s\n' "$round" "$old" "$new" \
+        "$(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"
+done

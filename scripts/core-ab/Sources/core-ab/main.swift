@@ -1,0 +1,66 @@
+// core-ab ROOT VISITORS RUNS
+//
+// Runs the core benchmark's workload (the simulator's mix, seed 7, decoded; the shipped
+// intent model of ROOT; one dwell rule) RUNS times through a fresh PartitionProcessor and
+// prints one line: the best events/s, and per visitor in memory at the end of the last
+// run, the heap bytes the processor holds (the allocator's bytes in use, after minus
+// before) and the growth of the process's RSS.
+#if canImport(Glibc)
+import Glibc
+#endif
+import BeckonCore
+import CHeapInUse
+import Foundation
+
+@_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
+
+func residentBytes() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+          let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 4, let visitors = Int(arguments[2]), let runs = Int(arguments[3]), runs > 0 else {
+    FileHandle.standardError.write(Data("usage: core-ab ROOT VISITORS RUNS\n".utf8))
+    exit(2)
+}
+let modelPath = arguments[1] + "/Rules/models/intent.yaml"
+let model = try IntentModel.load(file: modelPath, text: String(contentsOfFile: modelPath, encoding: .utf8)).get()
+let rules = try RuleSet.load(files: [("pay.yaml", """
+    id: pay
+    when:
+      dwell:
+        page: /checkout/payment
+        at_least: 45s
+    action: offer_help
+    payload:
+      message: hi
+    """)]).get()
+
+var configuration = Simulator.Configuration()
+configuration.visitors = visitors
+configuration.seed = 7
+configuration.badShare = 0
+let messages = Simulator(configuration).messages()
+let decoder = EventDecoder()
+let events = messages.compactMap { try? decoder.decode($0.value, key: $0.key, brokerTime: EventTime(milliseconds: $0.timestamp)).get() }
+let broker = EventTime(milliseconds: messages.last!.timestamp)
+
+var best = 0.0
+var bytesPerVisitor = 0
+var heapPerVisitor = 0
+var decisions = 0
+for _ in 0..<runs {
+    _ = mallocTrim(0)
+    let before = residentBytes()
+    let heapBefore = Int(heap_in_use())
+    var processor = PartitionProcessor(rules: rules, model: model)
+    let start = Date()
+    for event in events { decisions += processor.process(event, arrivedAt: broker).count }
+    best = max(best, Double(events.count) / Date().timeIntervalSince(start))
+    bytesPerVisitor = (residentBytes() - before) / max(processor.visitorCount, 1)
+    heapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
+    withExtendedLifetime(processor) {}
+}
+print("\(Int(best)) events/s  heap \(heapPerVisitor) B/visitor  RSS \(bytesPerVisitor) B/visitor  (\(events.count) events, \(visitors) visitors, best of \(runs), \(decisions / runs) decisions)")
