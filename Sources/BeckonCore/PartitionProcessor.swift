@@ -440,7 +440,11 @@ public struct PartitionProcessor: Sendable {
     /// The union of `ruleTriggers`.
     var anyRuleTriggers: UInt32 = 0
     /// Per rule, its condition and channels (read on every evaluation).
-    var ruleConditions: [Condition] = []
+    /// The rules' conditions and the counters' filters, compiled; per rule its root node,
+    /// per counter its filter's root (-1: none).
+    var program = ConditionProgram()
+    var ruleRoots: [Int32] = []
+    var filterRoots: [Int32] = []
     /// Per rule, `VisitorFeatures.hash32` of its id (the policy's memory keys rules by it).
     var ruleHashes: [UInt32] = []
     var ruleChannels: [[String]] = []

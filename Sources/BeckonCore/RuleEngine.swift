@@ -139,6 +139,59 @@ struct PathMatches: Sendable, Equatable {
     }
 }
 
+/// Rule conditions and count filters as one flat array of plain nodes in prefix order: a
+/// node's operands follow it, and `end` is where its subtree stops. Evaluating a node
+/// retains nothing; walking the `Condition` enum tree retained its arrays at every step.
+struct ConditionProgram: Sendable {
+    struct Node: Sendable {
+        enum Op: UInt8, Sendable { case all, any, not, feature, intent, count, path, pageClass, channel, event }
+        var op: Op
+        var comparison = Comparison.eq
+        var feature = Feature.sessionEvents
+        /// The intent, counter, path test or channel list.
+        var index: Int32 = 0
+        /// Page classes or event types, a bit each.
+        var mask: UInt32 = 0
+        var value = 0.0
+        var end: Int32 = 0
+    }
+
+    private(set) var nodes: [Node] = []
+    private(set) var channelLists: [[String]] = []
+
+    /// Appends the condition; returns its root node.
+    mutating func add(_ c: Condition) -> Int32 {
+        let root = Int32(nodes.count)
+        append(c)
+        return root
+    }
+
+    private mutating func append(_ c: Condition) {
+        let at = nodes.count
+        switch c {
+        case .all(let parts):
+            nodes.append(Node(op: .all))
+            for p in parts { append(p) }
+        case .any(let parts):
+            nodes.append(Node(op: .any))
+            for p in parts { append(p) }
+        case .not(let inner):
+            nodes.append(Node(op: .not))
+            append(inner)
+        case .feature(let f, let op, let value): nodes.append(Node(op: .feature, comparison: op, feature: f, value: value))
+        case .intent(let i, let op, let value): nodes.append(Node(op: .intent, comparison: op, index: Int32(i), value: value))
+        case .count(let i, let op, let value): nodes.append(Node(op: .count, comparison: op, index: Int32(i), value: value))
+        case .path(let i): nodes.append(Node(op: .path, index: Int32(i)))
+        case .pageClass(let mask): nodes.append(Node(op: .pageClass, mask: UInt32(mask)))
+        case .channel(let names):
+            nodes.append(Node(op: .channel, index: Int32(channelLists.count)))
+            channelLists.append(names)
+        case .event(let mask): nodes.append(Node(op: .event, mask: mask))
+        }
+        nodes[at].end = Int32(nodes.count)
+    }
+}
+
 /// What conditions are read against: the visitor, or (for count filters) the counted event.
 struct EvaluationContext {
     var now: Tick
@@ -247,7 +300,9 @@ extension PartitionProcessor {
         }
         ruleTriggers = rules.rules.map { mask($0.condition) }
         anyRuleTriggers = ruleTriggers.reduce(0, |)
-        ruleConditions = rules.rules.map(\.condition)
+        program = ConditionProgram()
+        ruleRoots = rules.rules.map { program.add($0.condition) }
+        filterRoots = rules.counters.map { spec in spec.filter.map { program.add($0) } ?? -1 }
         ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
         ruleChannels = rules.rules.map(\.channels)
         func readsEvent(_ c: Condition) -> Bool {
@@ -304,7 +359,7 @@ extension PartitionProcessor {
             channel: channel, eventType: type)
         let tick = Tick(time).value
         for i in specs {
-            if let filter = rules.counters[i].filter, !evaluate(filter, &visitor, context) { continue }
+            if filterRoots[i] >= 0, !evaluate(filterRoots[i], &visitor, context) { continue }
             if visitor.counters.isEmpty { visitor.counters = [Int32](repeating: .min, count: counterSlots) }
             let start = counterOffsets[i], end = start + rules.counters[i].capacity
             // Keep the latest `capacity` times: fill a free slot, else replace the oldest if older.
@@ -338,55 +393,72 @@ extension PartitionProcessor {
         return f.value(v.features, page: v.page, now: f.isTimeFeature ? Tick(x.timeNow) : x.now)
     }
 
-    mutating func evaluate(_ c: Condition, _ v: inout VisitorState, _ x: EvaluationContext) -> Bool {
-        switch c {
-        case .all(let parts):
-            for p in parts where !evaluate(p, &v, x) { return false }
+    /// Whether the condition at node `n` of `program` holds.
+    mutating func evaluate(_ n: Int32, _ v: inout VisitorState, _ x: EvaluationContext) -> Bool {
+        let node = program.nodes[Int(n)]
+        switch node.op {
+        case .all:
+            var part = n + 1
+            while part < node.end {
+                if !evaluate(part, &v, x) { return false }
+                part = program.nodes[Int(part)].end
+            }
             return true
-        case .any(let parts):
-            for p in parts where evaluate(p, &v, x) { return true }
+        case .any:
+            var part = n + 1
+            while part < node.end {
+                if evaluate(part, &v, x) { return true }
+                part = program.nodes[Int(part)].end
+            }
             return false
-        case .not(let inner): return !evaluate(inner, &v, x)
-        case .feature(let f, let op, let value): return op.holds(featureValue(f, &v, x), value)
-        case .intent(let i, let op, let value): return i < model.intents.count && op.holds(Double(v.scores[i]), value)
-        case .count(let i, let op, let value): return op.holds(Double(countValue(i, &v, now: x.now)), value)
-        case .path(let i): return x.pathMatches[i]
-        case .pageClass(let mask): return mask & (1 << UInt16(x.pageClass.ordinal)) != 0
-        case .channel(let names): return names.contains(x.channel)
-        case .event(let mask): return x.eventType.map { mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
+        case .not: return !evaluate(n + 1, &v, x)
+        case .feature: return node.comparison.holds(featureValue(node.feature, &v, x), node.value)
+        case .intent:
+            let i = Int(node.index)
+            return i < model.intents.count && node.comparison.holds(Double(v.scores[i]), node.value)
+        case .count: return node.comparison.holds(Double(countValue(Int(node.index), &v, now: x.now)), node.value)
+        case .path: return x.pathMatches[Int(node.index)]
+        case .pageClass: return node.mask & (1 << UInt32(x.pageClass.ordinal)) != 0
+        case .channel: return program.channelLists[Int(node.index)].contains(x.channel)
+        case .event: return x.eventType.map { node.mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
         }
     }
 
-    /// Whether the condition holds, and if not, the earliest instant at which time alone
-    /// could make it hold (a `*_seconds` feature reaching its threshold).
-    mutating func evaluateWithWake(_ c: Condition, _ v: inout VisitorState, _ x: EvaluationContext) -> (Bool, EventTime?) {
-        switch c {
-        case .all(let parts):
+    /// Whether the condition at node `n` holds, and if not, the earliest instant at which
+    /// time alone could make it hold (a `*_seconds` feature reaching its threshold).
+    mutating func evaluateWithWake(_ n: Int32, _ v: inout VisitorState, _ x: EvaluationContext) -> (Bool, EventTime?) {
+        let node = program.nodes[Int(n)]
+        switch node.op {
+        case .all:
             var latest: EventTime?
             var holds = true
             var reachable = true
-            for p in parts {
-                let (h, at) = evaluateWithWake(p, &v, x)
+            var part = n + 1
+            while part < node.end {
+                let (h, at) = evaluateWithWake(part, &v, x)
                 if !h {
                     holds = false
                     if let at { latest = max(latest ?? at, at) } else { reachable = false }
                 }
+                part = program.nodes[Int(part)].end
             }
             return (holds, holds || !reachable ? nil : latest)
-        case .any(let parts):
+        case .any:
             var earliest: EventTime?
-            for p in parts {
-                let (h, at) = evaluateWithWake(p, &v, x)
+            var part = n + 1
+            while part < node.end {
+                let (h, at) = evaluateWithWake(part, &v, x)
                 if h { return (true, nil) }
                 if let at { earliest = min(earliest ?? at, at) }
+                part = program.nodes[Int(part)].end
             }
             return (false, earliest)
-        case .feature(let f, let op, let value) where f.isTimeFeature:
-            if op.holds(featureValue(f, &v, x), value) { return (true, nil) }
-            guard let due = dueTime(f, op, value, &v), due > x.timeNow else { return (false, nil) }
+        case .feature where node.feature.isTimeFeature:
+            if node.comparison.holds(featureValue(node.feature, &v, x), node.value) { return (true, nil) }
+            guard let due = dueTime(node.feature, node.comparison, node.value, &v), due > x.timeNow else { return (false, nil) }
             return (false, due)
         default:
-            return (evaluate(c, &v, x), nil)
+            return (evaluate(n, &v, x), nil)
         }
     }
 
@@ -434,8 +506,7 @@ extension PartitionProcessor {
         var risen: [Int] = []
         var wake: EventTime?
         for i in ruleTriggers.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
-            // The condition alone, not the whole rule: a `Rule` copy retains a dozen strings.
-            let condition = ruleConditions[i]
+            let condition = ruleRoots[i]
             var holds = false
             if ruleChannels[i].isEmpty || ruleChannels[i].contains(context.channel) {
                 if timeRules[i] {
