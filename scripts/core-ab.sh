@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Side-by-side core benchmark: an older commit against the working tree, run interleaved
 # on the same machine, so drift between runs cancels out in the ratio.
-#   scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS]
+#   scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS] [dwell|shipped]
 #   default: 100,000 visitors, 3 rounds (old, new, old, new, ...), best of 3 runs each
 # The workload is the core micro-benchmark's (make bench): the simulator's mix, seed 7,
-# the shipped intent model, one dwell rule. Each side is built from its own checkout.
+# the shipped intent model, one dwell rule (or the shipped rules and policy: `shipped`).
+# Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OLD=${1:?usage: scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS]}
+OLD=${1:?usage: scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS] [dwell|shipped]}
 VISITORS=${2:-100000}
 ROUNDS=${3:-3}
 RUNS=${4:-3}
+RULES=${5:-dwell}
 WORK="$ROOT/.build-ab"
 mkdir -p "$WORK"
 export PKG_CONFIG_PATH="$ROOT/.deps/librdkafka/lib/pkgconfig"
@@ -32,10 +34,10 @@ build() {  # build SIDE ROOT: the harness against that checkout, in its own scra
 build old "$WORK/old"
 build new "$ROOT"
 
-echo "core, $VISITORS visitors, best of $RUNS runs per round; old = $OLD, new = working tree"
+echo "core, $VISITORS visitors, $RULES rules, best of $RUNS runs per round; old = $OLD, new = working tree"
 for round in $(seq "$ROUNDS"); do
-    old=$("$WORK/old-build/release/core-ab" "$WORK/old" "$VISITORS" "$RUNS")
-    new=$("$WORK/new-build/release/core-ab" "$ROOT" "$VISITORS" "$RUNS")
+    old=$("$WORK/old-build/release/core-ab" "$WORK/old" "$VISITORS" "$RUNS" "$RULES")
+    new=$("$WORK/new-build/release/core-ab" "$ROOT" "$VISITORS" "$RUNS" "$RULES")
     o=${old%% *}; n=${new%% *}
     printf 'round %s  old %s\n          new %s\n          new/old %s\n' "$round" "$old" "$new" \
         "$(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.2f", a / b }')"

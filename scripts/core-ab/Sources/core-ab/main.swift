@@ -1,10 +1,10 @@
-// core-ab ROOT VISITORS RUNS
+// core-ab ROOT VISITORS RUNS [dwell|shipped]
 //
 // Runs the core benchmark's workload (the simulator's mix, seed 7, decoded; the shipped
-// intent model of ROOT; one dwell rule) RUNS times through a fresh PartitionProcessor and
-// prints one line: the best events/s, and per visitor in memory at the end of the last
-// run, the heap bytes the processor holds (the allocator's bytes in use, after minus
-// before) and the growth of the process's RSS.
+// intent model of ROOT; one dwell rule, or with `shipped` ROOT's rules and policy) RUNS
+// times through a fresh PartitionProcessor and prints one line: the best events/s, and per
+// visitor in memory at the end of the last run, the heap bytes the processor holds (the
+// allocator's bytes in use, after minus before) and the growth of the process's RSS.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,13 +21,15 @@ func residentBytes() -> Int {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 4, let visitors = Int(arguments[2]), let runs = Int(arguments[3]), runs > 0 else {
-    FileHandle.standardError.write(Data("usage: core-ab ROOT VISITORS RUNS\n".utf8))
+guard arguments.count == 4 || arguments.count == 5, let visitors = Int(arguments[2]), let runs = Int(arguments[3]), runs > 0,
+      arguments.count == 4 || ["dwell", "shipped"].contains(arguments[4]) else {
+    FileHandle.standardError.write(Data("usage: core-ab ROOT VISITORS RUNS [dwell|shipped]\n".utf8))
     exit(2)
 }
+let shipped = arguments.count == 5 && arguments[4] == "shipped"
 let modelPath = arguments[1] + "/Rules/models/intent.yaml"
 let model = try IntentModel.load(file: modelPath, text: String(contentsOfFile: modelPath, encoding: .utf8)).get()
-let rules = try RuleSet.load(files: [("pay.yaml", """
+let dwellRule = try RuleSet.load(files: [("pay.yaml", """
     id: pay
     when:
       dwell:
@@ -37,6 +39,14 @@ let rules = try RuleSet.load(files: [("pay.yaml", """
     payload:
       message: hi
     """)]).get()
+let rulesDirectory = arguments[1] + "/Rules"
+let (rules, policy): (RuleSet, Policy) = try {
+    guard shipped else { return (dwellRule, Policy.standard) }
+    let names = try FileManager.default.contentsOfDirectory(atPath: rulesDirectory).filter { $0.hasSuffix(".yaml") && $0 != "policy.yaml" }.sorted()
+    let files = try names.map { (name: $0, text: try String(contentsOfFile: rulesDirectory + "/" + $0, encoding: .utf8)) }
+    let policy = try Policy.load(file: "policy.yaml", text: String(contentsOfFile: rulesDirectory + "/policy.yaml", encoding: .utf8)).get()
+    return (try RuleSet.load(files: files, intents: model.intents.map(\.name)).get(), policy)
+}()
 
 var configuration = Simulator.Configuration()
 configuration.visitors = visitors
@@ -55,7 +65,7 @@ for _ in 0..<runs {
     _ = mallocTrim(0)
     let before = residentBytes()
     let heapBefore = Int(heap_in_use())
-    var processor = PartitionProcessor(rules: rules, model: model)
+    var processor = PartitionProcessor(rules: rules, model: model, policy: policy)
     let start = Date()
     for event in events { decisions += processor.process(event, arrivedAt: broker).count }
     best = max(best, Double(events.count) / Date().timeIntervalSince(start))
