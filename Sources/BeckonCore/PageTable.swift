@@ -24,8 +24,12 @@ struct PageTable: Sendable {
     }
 
     private var ids: [String: UInt32] = [:]
-    private(set) var entries: ContiguousArray<Entry> = [Entry(path: "", info: .none, refs: 1)]
-    private var free: [UInt32] = []
+    /// Place 0, "no page", is taken first and never released.
+    private var entries: Slab<Entry> = {
+        var slab = Slab<Entry>()
+        _ = slab.insert(Entry(path: "", info: .none, refs: 1))
+        return slab
+    }()
     let limit: Int
 
     init(limit: Int = 50_000) { self.limit = limit }
@@ -42,49 +46,41 @@ struct PageTable: Sendable {
 
     private mutating func add(_ path: String, _ info: PageInfo) -> UInt32 {
         if ids.count >= limit { reclaim() }
-        let entry = Entry(path: path, info: info, refs: 0)
-        let id: UInt32
-        if let reused = free.popLast() {
-            id = reused
-            entries[Int(id)] = entry
-        } else {
-            id = UInt32(entries.count)
-            entries.append(entry)
-        }
+        let id = UInt32(entries.insert(Entry(path: path, info: info, refs: 0)))
         ids[path] = id
         return id
     }
 
     /// Forgets every path no visitor or held event refers to.
     private mutating func reclaim() {
-        for id in 1..<entries.count where entries[id].refs == 0 && !entries[id].path.isEmpty {
+        for id in Int32(1)..<Int32(entries.items.count) where entries[id].refs == 0 && !entries[id].path.isEmpty {
             ids[entries[id].path] = nil
             entries[id] = Entry(path: "", info: .none, refs: 0)
-            free.append(UInt32(id))
+            entries.release(id)
         }
     }
 
     @inline(__always) mutating func retain(_ id: UInt32) {
-        if id != 0 { entries[Int(id)].refs += 1 }
+        if id != 0 { entries[Int32(id)].refs += 1 }
     }
 
     @inline(__always) mutating func release(_ id: UInt32) {
-        if id != 0 { entries[Int(id)].refs -= 1 }
+        if id != 0 { entries[Int32(id)].refs -= 1 }
     }
 
-    @inline(__always) subscript(id: UInt32) -> PageInfo { entries[Int(id)].info }
+    @inline(__always) subscript(id: UInt32) -> PageInfo { entries[Int32(id)].info }
 
     /// The path of `id`; nil for 0.
-    func path(_ id: UInt32) -> String? { id == 0 ? nil : entries[Int(id)].path }
+    func path(_ id: UInt32) -> String? { id == 0 ? nil : entries[Int32(id)].path }
 
     /// Recomputes every entry's info (the rules' path tests changed).
     mutating func refresh(_ info: (String) -> PageInfo) {
-        for id in 1..<entries.count where !entries[id].path.isEmpty { entries[id].info = info(entries[id].path) }
+        for id in Int32(1)..<Int32(entries.items.count) where !entries[id].path.isEmpty { entries[id].info = info(entries[id].path) }
     }
 
     /// References held, over all ids (for tests: equals the visitors on a page plus the
     /// held page events).
-    var references: Int { entries.dropFirst().reduce(0) { $0 + Int($1.refs) } }
+    var references: Int { entries.items.dropFirst().reduce(0) { $0 + Int($1.refs) } }
 }
 
 /// The channel names of a partition ("web", "app", …), interned: a visitor keeps a 2-byte

@@ -334,10 +334,8 @@ struct HeldQueue: Sendable {
     }
 
     private var heap = MinHeap<Key>()
-    private var pageEvents: ContiguousArray<PageEvent> = []
-    private var freePageEvents: [Int32] = []
-    private var events: ContiguousArray<Event?> = []
-    private var freeEvents: [Int32] = []
+    private var pageEvents = Slab<PageEvent>()
+    private var events = Slab<Event?>()
 
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
@@ -347,28 +345,13 @@ struct HeldQueue: Sendable {
     private(set) var pageReferences = 0
 
     mutating func push(page event: borrowing Event, pageID: UInt32, idHash: UInt64, slot: Int32, epoch: UInt32, position: Int64) {
-        let held = PageEvent(id: event.id, channel: event.channel)
-        let index: Int32
-        if let reused = freePageEvents.popLast() {
-            index = reused
-            pageEvents[Int(index)] = held
-        } else {
-            index = Int32(pageEvents.count)
-            pageEvents.append(held)
-        }
+        let index = pageEvents.insert(PageEvent(id: event.id, channel: event.channel))
         if pageID != 0 { pageReferences += 1 }
         heap.push(Key(time: event.time, idHash: idHash, position: position, slot: slot, epoch: epoch, pageID: pageID, index: index, type: event.type))
     }
 
     mutating func push(_ event: Event, idHash: UInt64, slot: Int32, epoch: UInt32, position: Int64) {
-        let index: Int32
-        if let reused = freeEvents.popLast() {
-            index = reused
-            events[Int(index)] = event
-        } else {
-            index = Int32(events.count)
-            events.append(event)
-        }
+        let index = events.insert(event)
         heap.push(Key(time: event.time, idHash: idHash, position: position, slot: slot, epoch: epoch, pageID: 0, index: index, type: event.type))
     }
 
@@ -377,12 +360,12 @@ struct HeldQueue: Sendable {
         guard let first = heap.pop() else { return nil }
         if first.type.isPageEvent {
             if first.pageID != 0 { pageReferences -= 1 }
-            freePageEvents.append(first.index)
-            return (first, pageEvents[Int(first.index)], nil)
+            pageEvents.release(first.index)
+            return (first, pageEvents[first.index], nil)
         }
         var event: Event?
-        swap(&event, &events[Int(first.index)])
-        freeEvents.append(first.index)
+        swap(&event, &events[first.index])
+        events.release(first.index)
         return (first, nil, event)
     }
 }

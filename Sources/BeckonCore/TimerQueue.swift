@@ -94,6 +94,33 @@ struct MinHeap<Element: HeapOrdered> {
 
 extension MinHeap: Sendable where Element: Sendable {}
 
+/// Elements in reusable places: `insert` returns a place that stays the element's until
+/// `release`, and fills released places before growing.
+struct Slab<Element> {
+    private(set) var items: ContiguousArray<Element> = []
+    private var free: [Int32] = []
+
+    mutating func insert(_ element: Element) -> Int32 {
+        if let place = free.popLast() {
+            items[Int(place)] = element
+            return place
+        }
+        items.append(element)
+        return Int32(items.count - 1)
+    }
+
+    /// Frees the place for the next `insert` (its element stays until then).
+    mutating func release(_ place: Int32) { free.append(place) }
+
+    @inline(__always) subscript(place: Int32) -> Element {
+        get { items[Int(place)] }
+        // In place: `slab[i].count += 1` must not copy the element out and back.
+        _modify { yield &items[Int(place)] }
+    }
+}
+
+extension Slab: Sendable where Element: Sendable {}
+
 /// The timers of a partition, popped in deterministic order.
 public struct TimerQueue: Sendable {
     private var heap = MinHeap<VisitorTimer>()
