@@ -26,6 +26,11 @@ if [ "$(git -C "$WORK/old" rev-parse HEAD 2>/dev/null || true)" != "$OLD_SHA" ];
 fi
 
 build() {  # build SIDE ROOT: the harness against that checkout, in its own scratch path
+    # SwiftPM may miss source files added to a path dependency: rebuild from scratch when
+    # the list of files changed.
+    local files; files=$(cd "$2" && find Sources -name '*.swift' -o -name '*.c' -o -name '*.h' | sort | cksum)
+    if [ "$(cat "$WORK/$1-build.files" 2>/dev/null)" != "$files" ]; then rm -rf "$WORK/$1-build"; fi
+    echo "$files" > "$WORK/$1-build.files"
     echo "building the $1 side ($(git -C "$2" rev-parse --short HEAD)$( [ -n "$(git -C "$2" status --porcelain -- Sources)" ] && echo ', with changes'))" >&2
     BECKON_ROOT="$2" swift build -c release --package-path "$ROOT/scripts/core-ab" --scratch-path "$WORK/$1-build" 2>&1 \
         | grep -E "error:" >&2 || true

@@ -86,6 +86,30 @@ struct Recent4<Tag: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable, E
     @inline(__always) func forEach(_ body: (Tick, UInt32) -> Void) {
         for i in 0..<4 where key(i) != 0 { body(Self.unbiased(tick(i)), UInt32(tag(i))) }
     }
+
+    init() {}
+
+    /// Writes the occupied slots (a flag, then a slot mask and each entry), ticks relative to `base`.
+    func encode(into w: inout ColdWriter, base: Tick) {
+        var mask: UInt8 = 0
+        for i in 0..<4 where tick(i) != 0 { mask |= 1 << UInt8(i) }
+        guard w.flag(mask != 0) else { return }
+        w.byte(mask)
+        for i in 0..<4 where tick(i) != 0 {
+            w.signed(Int64(Self.unbiased(tick(i)).value) - Int64(base.value))
+            if Tag.bitWidth == 8 { w.byte(UInt8(truncatingIfNeeded: tag(i))) } else { w.fixed32(UInt32(truncatingIfNeeded: tag(i))) }
+        }
+    }
+
+    init(from r: inout ColdReader, base: Tick) {
+        guard r.flag() else { return }
+        let mask = r.byte()
+        for i in 0..<4 where mask & (1 << UInt8(i)) != 0 {
+            let tick = Tick(value: Int32(truncatingIfNeeded: Int64(base.value) + r.signed()))
+            let tag = Tag.bitWidth == 8 ? Tag(truncatingIfNeeded: r.byte()) : Tag(truncatingIfNeeded: r.fixed32())
+            set(i, Self.biased(tick), tag)
+        }
+    }
 }
 
 /// Where a page belongs. Per-class view counts feed the intent model.

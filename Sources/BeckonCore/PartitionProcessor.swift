@@ -13,6 +13,10 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var idleAfter: Millis = .seconds(2)
     /// Inactivity that ends a visitor's session (and lets its state go). Default 30 min.
     public var sessionGap: Millis = .minutes(30)
+    /// Inactivity (event time, behind the watermark) after which a visitor's state is kept
+    /// in compact form until its next event or timer; nil keeps every state inline.
+    /// Default 60 s.
+    public var compactAfter: Millis? = .seconds(60)
 
     public init() {}
 }
@@ -31,6 +35,9 @@ public struct ProcessorStatistics: Sendable, Equatable {
     public var duplicateEvents = 0
     /// Firings the policy kept from being shown, by reason.
     public var suppressed: [String: Int] = [:]
+    /// Idle visitors moved to compact form, and compact ones brought back by an event or timer.
+    public var compacted = 0
+    public var restored = 0
 }
 
 /// FNV-1a, 64 bits, never 0. `seed` replaces the standard offset basis.
@@ -47,12 +54,16 @@ public struct ProcessorStatistics: Sendable, Equatable {
 }
 
 /// The last few event ids of a visitor, as 32-bit hashes, kept inline (no allocation).
-struct RecentEventIDs: Sendable {
+struct RecentEventIDs: Sendable, Equatable {
     static let capacity = 8
     private var hashes: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
     private var next: UInt8 = 0
 
     static func hash(_ id: String) -> UInt64 { fnv64(id) }
+
+    static func == (a: RecentEventIDs, b: RecentEventIDs) -> Bool {
+        a.next == b.next && withUnsafeBytes(of: a.hashes) { x in withUnsafeBytes(of: b.hashes) { y in x.elementsEqual(y) } }
+    }
 
     @inline(__always) static func short(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash ^ (hash >> 32)) | 1 }
 
@@ -67,13 +78,36 @@ struct RecentEventIDs: Sendable {
         withUnsafeMutableBytes(of: &hashes) { raw in raw.bindMemory(to: UInt32.self)[slot] = h }
         next = (next + 1) % UInt8(Self.capacity)
     }
+
+    init() {}
+
+    /// The position of the next insert, a mask of the set hashes, and those hashes.
+    func encode(into w: inout ColdWriter) {
+        w.byte(next)
+        withUnsafeBytes(of: hashes) { raw in
+            let h = raw.bindMemory(to: UInt32.self)
+            var mask: UInt8 = 0
+            for i in h.indices where h[i] != 0 { mask |= 1 << UInt8(i) }
+            w.byte(mask)
+            for i in h.indices where h[i] != 0 { w.fixed32(h[i]) }
+        }
+    }
+
+    init(from r: inout ColdReader) {
+        next = r.byte()
+        let mask = r.byte()
+        withUnsafeMutableBytes(of: &hashes) { raw in
+            let h = raw.bindMemory(to: UInt32.self)
+            for i in h.indices where mask & (1 << UInt8(i)) != 0 { h[i] = r.fixed32() }
+        }
+    }
 }
 
 /// Intent scores in the model's order, inline (a model has at most `IntentModel.maximumIntents`).
 typealias IntentScores = SIMD8<Float>
 
 /// Everything Beckon knows about one visitor, kept small and free of per-event objects.
-struct VisitorState: Sendable {
+struct VisitorState: Sendable, Equatable {
     // Swift lays fields out in declaration order: widest alignment first, and small
     // fields where they fill a gap (after `features`, whose size is 6 short of its stride).
     var features = VisitorFeatures()
@@ -88,7 +122,7 @@ struct VisitorState: Sendable {
     var pageSince: EventTime
     var pageEventID: String
     /// Time of the latest page event applied: page events apply in (time, id hash) order.
-    var lastPageTime = EventTime(milliseconds: .min)
+    var lastPageTime = noPageTime
     /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
     var sessionPosition: Int64 = -1
     /// Rules whose condition held at the last evaluation (bit per rule index): a rule fires
@@ -106,199 +140,20 @@ struct VisitorState: Sendable {
     /// The high half of the latest page event's id hash: with `lastPageTime`, the order
     /// the held queue releases page events in (it compares the whole hash, high half first).
     var lastPageID: UInt32 = 0
-    /// The slot's epoch (`VisitorTable.epoch`), kept here instead of in an array of its own.
-    var epoch: UInt32 = 0
+    /// The visitor's slot in `VisitorTable` (its place in the hot buffer moves; this does not).
+    var handle: Int32 = 0
     var recentEventIDs = RecentEventIDs()
     var pageClass: PageClass = .other
     var sessionTimerPending = false
 
-    static let vacant = VisitorState(
-        visitorID: "", lastEventTime: EventTime(milliseconds: 0),
-        pageSince: EventTime(milliseconds: 0), pageEventID: "")
+    /// `pageSince` before the visitor's first page: "since the page was entered" means
+    /// since the beginning.
+    static let noPageSince = EventTime(milliseconds: Int64.min / 2)
+    static let noPageTime = EventTime(milliseconds: .min)
 
     var page: PageContext {
         // Inlined, so callers read four fields, not a copy of the whole state.
         @inline(__always) get { PageContext(onPage: pageID != 0, pathHash: pageHash, since: Tick(pageSince), pageClass: pageClass) }
-    }
-}
-
-/// Visitors by id, in slots of one buffer: one hash lookup per event, and the state is
-/// mutated in place through a pointer (no copy of the ~500-byte state per event).
-///
-/// The index is open addressing over 8-byte buckets (a 32-bit tag of the id's hash and
-/// the slot), probed linearly and compacted by backward shifts on removal; a tag match is
-/// confirmed against the id in the slot. The hash is seeded per table, so ids crafted to
-/// collide in one process do not collide in another.
-///
-/// A class for the stable buffer; `PartitionProcessor` copies it on write, so the
-/// processor keeps value semantics.
-final class VisitorTable: @unchecked Sendable {
-    // @unchecked: a processor (and so its table) is used by one thread at a time.
-    private var base: UnsafeMutablePointer<VisitorState>
-    private var capacity: Int
-    /// Slots in use or freed (the buffer's initialised prefix).
-    private var used = 0
-    private var free: [Int32] = []
-    /// `tag << 32 | slot`, 0 for an empty bucket.
-    private var buckets: UnsafeMutablePointer<UInt64>
-    private var bucketMask: Int
-    private(set) var count = 0
-    private let seed: UInt64
-    /// What few visitors have, kept beside their state instead of in every one.
-    private var sidecars: [Int32: Sidecar] = [:]
-
-    struct Sidecar: Sendable {
-        /// Set once an event names the user (most visitors stay anonymous).
-        var userID: String?
-        /// The channel's name when the channel table is full (see `ChannelTable`).
-        var channel: String?
-        /// The policy's memory: caps, cooldowns, dismissals (once prompted).
-        var prompts = PromptMemory()
-    }
-
-    init(capacity: Int = 1024, seed: UInt64 = .random(in: 1 ... .max)) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
-        let bucketCount = max(16, 1 << (Int.bitWidth - (capacity * 2 - 1).leadingZeroBitCount))
-        buckets = .allocate(capacity: bucketCount)
-        buckets.initialize(repeating: 0, count: bucketCount)
-        bucketMask = bucketCount - 1
-        self.seed = seed
-    }
-
-    deinit {
-        base.deinitialize(count: used)
-        base.deallocate()
-        buckets.deallocate()
-    }
-
-    func copy() -> VisitorTable {
-        let table = VisitorTable(capacity: max(capacity, 1), seed: seed)
-        table.base.initialize(from: base, count: used)
-        table.used = used
-        table.free = free
-        table.buckets.deallocate()
-        table.buckets = .allocate(capacity: bucketMask + 1)
-        table.buckets.initialize(from: buckets, count: bucketMask + 1)
-        table.bucketMask = bucketMask
-        table.count = count
-        table.sidecars = sidecars
-        return table
-    }
-
-    /// The id's 32-bit tag (never 0); its low bits pick the home bucket.
-    @inline(__always) func tag(of visitorID: String) -> UInt32 {
-        var h = fnv64(visitorID, seed: seed)
-        h = (h ^ (h >> 32)) &* 0x9E37_79B9_7F4A_7C15
-        return UInt32(truncatingIfNeeded: h >> 32) | 1
-    }
-
-    func slot(of visitorID: String) -> Int32? { slot(of: visitorID, tag: tag(of: visitorID)) }
-
-    @inline(__always) func slot(of visitorID: String, tag: UInt32) -> Int32? {
-        var i = Int(tag) & bucketMask
-        while true {
-            let entry = buckets[i]
-            if entry == 0 { return nil }
-            if UInt32(truncatingIfNeeded: entry >> 32) == tag {
-                let slot = Int32(truncatingIfNeeded: entry)
-                if base[Int(slot)].visitorID == visitorID { return slot }
-            }
-            i = (i + 1) & bucketMask
-        }
-    }
-
-    func insert(_ state: VisitorState, tag: UInt32) -> Int32 {
-        let slot: Int32
-        if let reused = free.popLast() {
-            slot = reused
-            let epoch = base[Int(slot)].epoch
-            base[Int(slot)] = state
-            base[Int(slot)].epoch = epoch
-        } else {
-            if used == capacity {
-                let bigger = UnsafeMutablePointer<VisitorState>.allocate(capacity: capacity * 2)
-                bigger.moveInitialize(from: base, count: used)
-                base.deallocate()
-                base = bigger
-                capacity *= 2
-            }
-            slot = Int32(used)
-            (base + used).initialize(to: state)
-            used += 1
-        }
-        if (count + 1) * 4 > (bucketMask + 1) * 3 { growIndex() }
-        place(UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot)))
-        count += 1
-        return slot
-    }
-
-    private func place(_ entry: UInt64) {
-        var i = Int(truncatingIfNeeded: entry >> 32) & bucketMask
-        while buckets[i] != 0 { i = (i + 1) & bucketMask }
-        buckets[i] = entry
-    }
-
-    private func growIndex() {
-        let old = buckets, oldCount = bucketMask + 1
-        buckets = .allocate(capacity: oldCount * 2)
-        buckets.initialize(repeating: 0, count: oldCount * 2)
-        bucketMask = oldCount * 2 - 1
-        for i in 0..<oldCount where old[i] != 0 { place(old[i]) }
-        old.deallocate()
-    }
-
-    func remove(_ slot: Int32) {
-        let tag = tag(of: base[Int(slot)].visitorID)
-        let entry = UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot))
-        var hole = Int(tag) & bucketMask
-        while buckets[hole] != entry { hole = (hole + 1) & bucketMask }
-        // Backward shift: move later entries of the run into the hole when their home
-        // bucket allows, so probes never meet a gap inside a run.
-        var i = hole
-        while true {
-            i = (i + 1) & bucketMask
-            let next = buckets[i]
-            if next == 0 { break }
-            let home = Int(truncatingIfNeeded: next >> 32) & bucketMask
-            // `next` may move to `hole` when its home is not cyclically within (hole, i].
-            if (i - home) & bucketMask >= (i - hole) & bucketMask {
-                buckets[hole] = next
-                hole = i
-            }
-        }
-        buckets[hole] = 0
-        count -= 1
-        let epoch = base[Int(slot)].epoch
-        base[Int(slot)] = .vacant
-        base[Int(slot)].epoch = epoch &+ 1
-        sidecars[slot] = nil
-        free.append(slot)
-    }
-
-    @inline(__always) func sidecar(_ slot: Int32) -> Sidecar? { sidecars.isEmpty ? nil : sidecars[slot] }
-
-    func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) { body(&sidecars[slot, default: Sidecar()]) }
-
-    /// Starts loading a visitor's state into cache (a hint; see `beckon_prefetch`).
-    @inline(__always) func prefetch(_ slot: Int32) {
-        beckon_prefetch(base + Int(slot), MemoryLayout<VisitorState>.size)
-    }
-
-    /// The visitor's state, to mutate in place. Valid until the next `insert`.
-    @inline(__always) func pointer(_ slot: Int32) -> UnsafeMutablePointer<VisitorState> { base + Int(slot) }
-
-    subscript(slot: Int32) -> VisitorState { base[Int(slot)] }
-
-    /// Bumped when a visitor leaves its slot, so its timers and held events are recognised
-    /// (31 bits, as timers keep it).
-    @inline(__always) func epoch(_ slot: Int32) -> UInt32 { base[Int(slot)].epoch & 0x7FFF_FFFF }
-
-    /// Every resident visitor's state, to mutate in place.
-    func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>) -> Void) {
-        for i in 0...bucketMask where buckets[i] != 0 {
-            body(base + Int(Int32(truncatingIfNeeded: buckets[i])))
-        }
     }
 }
 
@@ -452,6 +307,13 @@ public struct PartitionProcessor: Sendable {
 
     public var visitorCount: Int { visitors.count }
 
+    /// Visitors in memory in compact form (idle for `compactAfter`), and their bytes.
+    public var compactVisitorCount: Int { visitors.coldCount }
+    public var compactVisitorBytes: Int { visitors.coldBytes }
+
+    /// The next watermark at which idle visitors are compacted.
+    private var nextCompaction = EventTime(milliseconds: .min)
+
     /// Inline size of one visitor's state (the index adds its key and slack).
     public static var visitorStateStride: Int { MemoryLayout<VisitorState>.stride }
 
@@ -482,7 +344,7 @@ public struct PartitionProcessor: Sendable {
     /// A visitor's features at its latest event time (nil if the visitor is not in memory).
     public func features(of visitorID: String) -> [Feature: Double]? {
         guard let slot = visitors.slot(of: visitorID) else { return nil }
-        let v = visitors[slot]
+        let v = visitors.read(slot).state
         let now = Tick(v.lastEventTime)
         return Dictionary(uniqueKeysWithValues: Feature.allCases.map { ($0, $0.value(v.features, page: v.page, now: now)) })
     }
@@ -490,7 +352,11 @@ public struct PartitionProcessor: Sendable {
     /// A visitor's intent scores, in the model's order, as of its latest applied event.
     public func scores(of visitorID: String) -> [(String, Double)]? {
         guard let slot = visitors.slot(of: visitorID) else { return nil }
-        let scores = visitors[slot].scores
+        var (v, rescore) = visitors.read(slot)
+        if rescore && !compiledModel.bias.isEmpty {
+            withUnsafeMutablePointer(to: &v) { Self.rescore($0, model: compiledModel, features: modelFeatures) }
+        }
+        let scores = v.scores
         return model.intents.indices.map { (model.intents[$0].name, Double(scores[$0])) }
     }
 
@@ -510,11 +376,12 @@ public struct PartitionProcessor: Sendable {
     ///   `rebuildFrom`; -1 when there is none.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime, position: Int64 = -1) -> [Decision] {
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
+        compactIdleVisitors()
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
         let tag = visitors.tag(of: event.visitorID)
         let slot = visitors.slot(of: event.visitorID, tag: tag) ?? visitors.insert(newVisitor(event, position: position), tag: tag)
-        let visitorPointer = visitors.pointer(slot)
+        let visitorPointer = state(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
             return []
@@ -527,12 +394,30 @@ public struct PartitionProcessor: Sendable {
         // (Pinned meanwhile: its session may end by the new watermark, but this event is its.)
         visitorPointer.pointee.heldCount += 1
         let released = fireDueTimers(wallNow: wallNow)
-        visitors.pointer(slot).pointee.heldCount -= 1
+        state(slot).pointee.heldCount -= 1
         let settled = process(event, idHash: idHash, late: late, position: position, slot: slot, visitor: &visitors.pointer(slot).pointee, wallNow: wallNow)
         statistics.decisions += settled.count
         let fired = fireDueTimers(wallNow: wallNow)
         if released.isEmpty && fired.isEmpty { return settled }
         return released + settled + fired
+    }
+
+    /// A visitor's state, to mutate in place: a compact one is brought back first, with
+    /// its scores recomputed. Valid until another visitor's state is asked for.
+    @inline(__always) mutating func state(_ slot: Int32) -> UnsafeMutablePointer<VisitorState> {
+        guard visitors.isCold(slot) else { return visitors.pointer(slot) }
+        let (v, scored) = visitors.thaw(slot)
+        statistics.restored += 1
+        if scored && !compiledModel.bias.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
+        return v
+    }
+
+    /// Every so often (half of `compactAfter` of watermark progress), moves the visitors
+    /// idle for `compactAfter` to compact form.
+    private mutating func compactIdleVisitors() {
+        guard let after = configuration.compactAfter, let now = watermark.current, now >= nextCompaction else { return }
+        nextCompaction = now + max(Millis(after.value / 2), Millis(1))
+        statistics.compacted += visitors.freezeIdle(lastEventAtOrBefore: now - after)
     }
 
     private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
@@ -569,8 +454,7 @@ public struct PartitionProcessor: Sendable {
 
     private mutating func newVisitor(_ event: Event, position: Int64) -> VisitorState {
         // No page yet: "since the page was entered" means since the beginning.
-        var v = VisitorState(visitorID: event.visitorID, lastEventTime: event.time,
-                             pageSince: EventTime(milliseconds: Int64.min / 2), pageEventID: event.id)
+        var v = VisitorState(visitorID: event.visitorID, lastEventTime: event.time, pageSince: VisitorState.noPageSince, pageEventID: event.id)
         if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(event.visitorID)) {
             v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
         }
@@ -722,7 +606,9 @@ public struct PartitionProcessor: Sendable {
     public mutating func advanceIdle(wallNow: EventTime) -> [Decision] {
         guard watermark.advanceIdle(wallNow: wallNow) else { return [] }
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
-        return fireDueTimers(wallNow: wallNow)
+        let decisions = fireDueTimers(wallNow: wallNow)
+        compactIdleVisitors()
+        return decisions
     }
 
     private mutating func enterPage(_ id: UInt32, _ info: PageInfo, at time: EventTime, eventID: String, visitor: inout VisitorState) {
@@ -768,7 +654,7 @@ public struct PartitionProcessor: Sendable {
                 // 2,000 visitors, 8-20% faster at 300,000 and 1,000,000).
                 if visitors.count > 16_384, let next = held.nextSlot { visitors.prefetch(next) }
                 guard visitors.epoch(key.slot) == key.epoch else { continue }
-                let visitor = visitors.pointer(key.slot)
+                let visitor = state(key.slot)
                 visitor.pointee.heldCount -= 1
                 if let page {
                     decisions += applyPage(key, page, to: &visitor.pointee, wallNow: wallNow)
@@ -786,14 +672,14 @@ public struct PartitionProcessor: Sendable {
             }
             switch timer.kind {
             case .wake:
-                let visitor = visitors.pointer(timer.slot)
+                let visitor = state(timer.slot)
                 visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
                 decisions += evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
             case .sessionEnd:
                 // Read through the pointer: a `let` copy of the state would move ~500 bytes.
-                let v = visitors.pointer(timer.slot)
+                let v = state(timer.slot)
                 let end = v.pointee.lastEventTime + configuration.sessionGap
                 if end <= now && v.pointee.pendingWakes == 0 && v.pointee.heldCount == 0 {
                     returning[fnv64(v.pointee.visitorID)] = UInt32(v.pointee.features.visits) << 16

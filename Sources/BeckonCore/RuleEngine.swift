@@ -25,6 +25,20 @@ struct RuleBits: Sendable, Equatable {
         while high.count <= word { high.append(0) }
         if value { high[word] |= 1 << UInt64(i % 64) } else { high[word] &= ~(1 << UInt64(i % 64)) }
     }
+
+    init() {}
+
+    func encode(into w: inout ColdWriter) {
+        w.unsigned(low)
+        w.unsigned(UInt64(high.count))
+        for word in high { w.unsigned(word) }
+    }
+
+    init(from r: inout ColdReader) {
+        low = r.unsigned()
+        let count = Int(r.unsigned())
+        if count > 0 { high = (0..<count).map { _ in r.unsigned() } }
+    }
 }
 
 /// What the policy remembers of one visitor: prompts per session and day, each rule's

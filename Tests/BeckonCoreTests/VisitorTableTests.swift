@@ -9,29 +9,49 @@ struct VisitorTableTests {
                      pageSince: EventTime(milliseconds: 0), pageEventID: "e")
     }
 
-    /// Inserts and removals in random order, against a dictionary: every id resolves to
-    /// its own slot, removed ids are gone, and every resident is visited once. A fixed
-    /// seed and few distinct ids make runs of colliding tags, wrap-around at the end of
-    /// the buckets, growth, and backward shifts on removal common.
-    @Test func agreesWithADictionaryUnderInsertsAndRemovals() async {
+    /// Inserts, removals, freezes and thaws in random order, against a dictionary: every
+    /// id resolves to its own slot with its own state, hot or cold; removed ids are gone;
+    /// a slot's epoch moves only when its visitor leaves; every resident is visited once.
+    /// A fixed seed and few distinct ids make runs of colliding tags, wrap-around at the
+    /// end of the buckets, growth, and backward shifts on removal common.
+    @Test func agreesWithADictionaryUnderInsertsRemovalsFreezesAndThaws() async {
         await propertyCheck(count: 200, input: Gen.int(in: 0...1_000_000), Gen.int(in: 1...600)) { seed, operations in
             let table = VisitorTable(capacity: 4, seed: UInt64(seed) | 1)
-            var expected: [String: Int32] = [:]
+            var expected: [String: (slot: Int32, epoch: UInt32)] = [:]
             var rng = SeededGenerator(seed: UInt64(seed))
             for _ in 0..<operations {
-                let id = "v-\(Int.random(in: 0..<64, using: &rng))"
-                if let slot = expected[id], Bool.random(using: &rng) {
-                    table.remove(slot)
-                    expected[id] = nil
-                } else if expected[id] == nil {
-                    expected[id] = table.insert(Self.state(id), tag: table.tag(of: id))
+                let n = Int.random(in: 0..<64, using: &rng)
+                let id = "v-\(n)"
+                if let (slot, epoch) = expected[id] {
+                    #expect(table.epoch(slot) == epoch)
+                    switch Int.random(in: 0..<3, using: &rng) {
+                    case 0:
+                        table.remove(slot)
+                        #expect(table.epoch(slot) == epoch &+ 1)
+                        expected[id] = nil
+                    case 1:
+                        if table.isCold(slot) { _ = table.thaw(slot) } else { table.freeze(slot) }
+                    default:
+                        _ = table.freezeIdle(lastEventAtOrBefore: EventTime(milliseconds: Int64(n)))
+                    }
+                } else {
+                    var state = Self.state(id)
+                    state.lastEventTime = EventTime(milliseconds: Int64(n))
+                    state.features.pageViews = UInt16(n)
+                    let slot = table.insert(state, tag: table.tag(of: id))
+                    expected[id] = (slot, table.epoch(slot))
                 }
             }
             #expect(table.count == expected.count)
-            for i in 0..<64 {
-                let id = "v-\(i)"
-                #expect(table.slot(of: id) == expected[id])
-                if let slot = expected[id] { #expect(table[slot].visitorID == id) }
+            #expect(table.hotCount + table.coldCount == expected.count)
+            for n in 0..<64 {
+                let id = "v-\(n)"
+                #expect(table.slot(of: id) == expected[id]?.slot)
+                if let (slot, epoch) = expected[id] {
+                    let state = table.read(slot).state
+                    #expect(state.visitorID == id && state.features.pageViews == n && state.handle == slot)
+                    #expect(table.epoch(slot) == epoch)
+                }
             }
             var seen: [String] = []
             table.forEachResident { seen.append($0.pointee.visitorID) }

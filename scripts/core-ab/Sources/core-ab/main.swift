@@ -4,7 +4,8 @@
 // intent model of ROOT; one dwell rule, or with `shipped` ROOT's rules and policy) RUNS
 // times through a fresh PartitionProcessor and prints one line: the best events/s, and per
 // visitor in memory at the end of the last run, the heap bytes the processor holds (the
-// allocator's bytes in use, after minus before) and the growth of the process's RSS.
+// allocator's bytes in use, after minus before) and the growth of the process's RSS; and
+// the heap bytes per visitor once five quiet minutes have passed (every visitor idle).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,6 +61,8 @@ let broker = EventTime(milliseconds: messages.last!.timestamp)
 var best = 0.0
 var bytesPerVisitor = 0
 var heapPerVisitor = 0
+var idleHeapPerVisitor = 0
+var idleVisitors = 0
 var decisions = 0
 for _ in 0..<runs {
     _ = mallocTrim(0)
@@ -71,6 +74,10 @@ for _ in 0..<runs {
     best = max(best, Double(events.count) / Date().timeIntervalSince(start))
     bytesPerVisitor = (residentBytes() - before) / max(processor.visitorCount, 1)
     heapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
+    // Then five quiet minutes (less than the session gap): every visitor is idle.
+    _ = processor.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(5))
+    idleHeapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
+    idleVisitors = processor.visitorCount
     withExtendedLifetime(processor) {}
 }
-print("\(Int(best)) events/s  heap \(heapPerVisitor) B/visitor  RSS \(bytesPerVisitor) B/visitor  (\(events.count) events, \(visitors) visitors, best of \(runs), \(decisions / runs) decisions)")
+print("\(Int(best)) events/s  heap \(heapPerVisitor) B/visitor  RSS \(bytesPerVisitor) B/visitor  idle heap \(idleHeapPerVisitor) B/visitor (\(idleVisitors) visitors)  (\(events.count) events, \(visitors) visitors, best of \(runs), \(decisions / runs) decisions)")

@@ -1,0 +1,355 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The compact form of an idle visitor's state: only the fields that differ from their
+/// defaults, as varints, times relative to the visitor's latest event. About a fifth of
+/// the inline `VisitorState`; `VisitorTable` keeps idle visitors in it (see `freeze`).
+///
+/// Optional fields are announced by flag bits, eight to a byte, each flag byte placed in
+/// the stream where its first flag is written, so writer and reader meet them at the same
+/// point. Intent scores are not kept: they are a function of the rest, recomputed when the
+/// visitor is thawed (a flag says whether they had been computed at all).
+struct ColdWriter {
+    private(set) var bytes: [UInt8] = []
+    private var flagAt = 0
+    private var flagBit: UInt8 = 8
+
+    mutating func reset() {
+        bytes.removeAll(keepingCapacity: true)
+        flagBit = 8
+    }
+
+    /// Records whether an optional field follows, and returns it.
+    @discardableResult mutating func flag(_ present: Bool) -> Bool {
+        if flagBit == 8 {
+            flagAt = bytes.count
+            bytes.append(0)
+            flagBit = 0
+        }
+        if present { bytes[flagAt] |= 1 << flagBit }
+        flagBit += 1
+        return present
+    }
+
+    mutating func byte(_ b: UInt8) { bytes.append(b) }
+
+    mutating func unsigned(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    /// Zigzag: small magnitudes of either sign take few bytes.
+    mutating func signed(_ value: Int64) { unsigned(Self.zigzag(value)) }
+
+    static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
+
+    mutating func fixed32(_ value: UInt32) {
+        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+
+    mutating func string(_ s: String) {
+        var s = s
+        s.withUTF8 { utf8 in
+            unsigned(UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    // Optional fields: a flag, and the value only when it is not the default.
+
+    mutating func number<T: FixedWidthInteger>(_ value: T, default d: T = 0) {
+        if flag(value != d) { signed(Int64(truncatingIfNeeded: value)) }
+    }
+
+    mutating func time(_ t: EventTime, default d: EventTime, base: Int64) {
+        if flag(t != d) { signed(t.milliseconds &- base) }
+    }
+
+    mutating func tick(_ t: Tick, default d: Tick, base: Tick) {
+        if flag(t != d) { signed(Int64(t.value) - Int64(base.value)) }
+    }
+
+    mutating func hash(_ value: UInt32) {
+        if flag(value != 0) { fixed32(value) }
+    }
+
+    mutating func float(_ f: Float) {
+        if flag(f.bitPattern != 0) { fixed32(f.bitPattern) }
+    }
+}
+
+/// Reads what `ColdWriter` wrote, in the same order.
+struct ColdReader {
+    private let base: UnsafeRawPointer
+    private(set) var offset = 0
+    private var flags: UInt8 = 0
+    private var flagBit: UInt8 = 8
+
+    init(_ base: UnsafeRawPointer) { self.base = base }
+
+    mutating func flag() -> Bool {
+        if flagBit == 8 {
+            flags = byte()
+            flagBit = 0
+        }
+        defer { flagBit += 1 }
+        return flags & (1 << flagBit) != 0
+    }
+
+    mutating func byte() -> UInt8 {
+        defer { offset += 1 }
+        return base.load(fromByteOffset: offset, as: UInt8.self)
+    }
+
+    mutating func unsigned() -> UInt64 {
+        var value: UInt64 = 0, shift: UInt64 = 0
+        while true {
+            let b = byte()
+            value |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return value }
+            shift += 7
+        }
+    }
+
+    mutating func signed() -> Int64 { Self.unzigzag(unsigned()) }
+
+    static func unzigzag(_ u: UInt64) -> Int64 { Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1))) }
+
+    mutating func fixed32() -> UInt32 {
+        var value: UInt32 = 0
+        for shift in stride(from: 0, to: 32, by: 8) { value |= UInt32(byte()) << UInt32(shift) }
+        return value
+    }
+
+    mutating func string() -> String {
+        let count = Int(unsigned())
+        defer { offset += count }
+        return String(decoding: UnsafeRawBufferPointer(start: base + offset, count: count), as: UTF8.self)
+    }
+
+    /// Whether the string at the reader's position is `s` (and moves past it).
+    mutating func stringEquals(_ s: String) -> Bool {
+        let count = Int(unsigned())
+        defer { offset += count }
+        var s = s
+        return s.withUTF8 { utf8 in
+            utf8.count == count && (count == 0 || memcmp(utf8.baseAddress!, base + offset, count) == 0)
+        }
+    }
+
+    mutating func number<T: FixedWidthInteger>(default d: T = 0) -> T {
+        flag() ? T(truncatingIfNeeded: signed()) : d
+    }
+
+    mutating func time(default d: EventTime, base: Int64) -> EventTime {
+        flag() ? EventTime(milliseconds: base &+ signed()) : d
+    }
+
+    mutating func tick(default d: Tick, base: Tick) -> Tick {
+        flag() ? Tick(value: Int32(truncatingIfNeeded: Int64(base.value) + signed())) : d
+    }
+
+    mutating func hash() -> UInt32 { flag() ? fixed32() : 0 }
+
+    mutating func float() -> Float { flag() ? Float(bitPattern: fixed32()) : 0 }
+}
+
+extension VisitorState {
+    /// Writes the state and its sidecar; the visitor id comes first (`ColdReader.stringEquals`).
+    /// `scored`: whether the scores have been computed (they are not until the first event
+    /// is applied).
+    func encode(into w: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+        w.string(visitorID)
+        w.signed(lastEventTime.milliseconds)
+        let base = lastEventTime.milliseconds, tick = Tick(lastEventTime)
+        features.encode(into: &w, base: tick)
+        w.number(channel)
+        w.number(pendingWakes)
+        w.number(heldCount)
+        w.time(pageSince, default: Self.noPageSince, base: base)
+        w.string(pageEventID)
+        w.time(lastPageTime, default: Self.noPageTime, base: base)
+        w.number(sessionPosition, default: -1)
+        ruleBits.encode(into: &w)
+        w.time(nextWake, default: .unset, base: base)
+        w.time(latestWake, default: .unset, base: base)
+        if w.flag(!counters.isEmpty) {
+            w.unsigned(UInt64(counters.count))
+            // `.min` (an empty place) as 0, a tick as 1 + its zigzag distance from the base.
+            for c in counters { w.unsigned(c == .min ? 0 : 1 + ColdWriter.zigzag(Int64(c) - Int64(tick.value))) }
+        }
+        w.number(pageID)
+        w.hash(pageHash)
+        w.hash(lastPageID)
+        recentEventIDs.encode(into: &w)
+        w.byte(UInt8(pageClass.ordinal))
+        w.flag(sessionTimerPending)
+        w.flag(scored)
+        if w.flag(sidecar != nil), let sidecar {
+            if w.flag(sidecar.userID != nil) { w.string(sidecar.userID!) }
+            if w.flag(sidecar.channel != nil) { w.string(sidecar.channel!) }
+            sidecar.prompts.encode(into: &w, base: base)
+        }
+    }
+
+    /// Reads what `encode` wrote. The scores are left at zero: `scored` says whether the
+    /// caller must recompute them.
+    static func decode(_ r: inout ColdReader, handle: Int32) -> (state: VisitorState, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+        let visitorID = r.string()
+        let lastEventTime = EventTime(milliseconds: r.signed())
+        let base = lastEventTime.milliseconds, tick = Tick(lastEventTime)
+        let features = VisitorFeatures(from: &r, base: tick)
+        let channel: UInt16 = r.number(), pendingWakes: UInt16 = r.number(), heldCount: UInt16 = r.number()
+        let pageSince = r.time(default: noPageSince, base: base)
+        var v = VisitorState(visitorID: visitorID, lastEventTime: lastEventTime, pageSince: pageSince, pageEventID: r.string())
+        v.features = features
+        v.channel = channel
+        v.pendingWakes = pendingWakes
+        v.heldCount = heldCount
+        v.lastPageTime = r.time(default: noPageTime, base: base)
+        v.sessionPosition = r.number(default: -1)
+        v.ruleBits = RuleBits(from: &r)
+        v.nextWake = r.time(default: .unset, base: base)
+        v.latestWake = r.time(default: .unset, base: base)
+        if r.flag() {
+            v.counters = (0..<Int(r.unsigned())).map { _ in
+                let u = r.unsigned()
+                return u == 0 ? .min : Int32(truncatingIfNeeded: Int64(tick.value) + ColdReader.unzigzag(u - 1))
+            }
+        }
+        v.pageID = r.number()
+        v.pageHash = r.hash()
+        v.lastPageID = r.hash()
+        v.recentEventIDs = RecentEventIDs(from: &r)
+        v.pageClass = PageClass.allCases[Int(r.byte())]
+        v.sessionTimerPending = r.flag()
+        let scored = r.flag()
+        v.handle = handle
+        guard r.flag() else { return (v, nil, scored) }
+        var sidecar = VisitorTable.Sidecar()
+        if r.flag() { sidecar.userID = r.string() }
+        if r.flag() { sidecar.channel = r.string() }
+        sidecar.prompts = PromptMemory(from: &r, base: base)
+        return (v, sidecar, scored)
+    }
+}
+
+extension VisitorFeatures {
+    func encode(into w: inout ColdWriter, base: Tick) {
+        // Class views: a mask of the non-zero classes, then their counts.
+        var mask: UInt16 = 0
+        for i in 0..<16 where classViews[i] != 0 { mask |= 1 << UInt16(i) }
+        w.number(mask)
+        for i in 0..<16 where classViews[i] != 0 { w.byte(classViews[i]) }
+        w.number(cartCents)
+        recentPages.encode(into: &w, base: base)
+        recentCategories.encode(into: &w, base: base)
+        formErrors.encode(into: &w, base: base)
+        clicks.encode(into: &w, base: base)
+        scrolls.encode(into: &w, base: base)
+        priceHovers.encode(into: &w, base: base)
+        chats.encode(into: &w, base: base)
+        w.tick(sessionStart, default: Tick(value: .max), base: base)
+        w.tick(lastCartChange, default: .never, base: base)
+        w.tick(lastCheckoutProgress, default: .never, base: base)
+        w.tick(checkoutStepSince, default: .never, base: base)
+        w.tick(lastExitIntent, default: .never, base: base)
+        w.float(lastSentiment)
+        w.tick(lastSentimentAt, default: .never, base: base)
+        w.float(minSentiment)
+        w.number(sessionEvents)
+        w.number(visits, default: 1)
+        w.number(pageViews)
+        w.number(cartItems)
+        w.number(formErrorsSession)
+        w.number(priceHoversSession)
+        w.number(checkoutStep)
+        w.flag(purchased)
+        w.number(searches)
+        w.number(zeroResultSearches)
+        w.number(exitIntents)
+        w.number(chatMessages)
+        w.number(negativeMessages)
+        w.number(offersShown)
+        w.number(offersAccepted)
+        w.number(offersDismissed)
+    }
+
+    init(from r: inout ColdReader, base: Tick) {
+        self.init()
+        let mask: UInt16 = r.number()
+        for i in 0..<16 where mask & (1 << UInt16(i)) != 0 { classViews[i] = r.byte() }
+        cartCents = r.number()
+        recentPages = Recent4(from: &r, base: base)
+        recentCategories = Recent4(from: &r, base: base)
+        formErrors = Recent4(from: &r, base: base)
+        clicks = Recent4(from: &r, base: base)
+        scrolls = Recent4(from: &r, base: base)
+        priceHovers = Recent4(from: &r, base: base)
+        chats = Recent4(from: &r, base: base)
+        sessionStart = r.tick(default: Tick(value: .max), base: base)
+        lastCartChange = r.tick(default: .never, base: base)
+        lastCheckoutProgress = r.tick(default: .never, base: base)
+        checkoutStepSince = r.tick(default: .never, base: base)
+        lastExitIntent = r.tick(default: .never, base: base)
+        lastSentiment = r.float()
+        lastSentimentAt = r.tick(default: .never, base: base)
+        minSentiment = r.float()
+        sessionEvents = r.number()
+        visits = r.number(default: 1)
+        pageViews = r.number()
+        cartItems = r.number()
+        formErrorsSession = r.number()
+        priceHoversSession = r.number()
+        checkoutStep = r.number()
+        purchased = r.flag()
+        searches = r.number()
+        zeroResultSearches = r.number()
+        exitIntents = r.number()
+        chatMessages = r.number()
+        negativeMessages = r.number()
+        offersShown = r.number()
+        offersAccepted = r.number()
+        offersDismissed = r.number()
+    }
+}
+
+extension PromptMemory {
+    func encode(into w: inout ColdWriter, base: Int64) {
+        w.time(lastPrompt, default: PromptMemory().lastPrompt, base: base)
+        w.number(session)
+        w.number(today)
+        w.number(day, default: -1)
+        w.number(dismissed.0, default: .min)
+        w.number(dismissed.1, default: .min)
+        w.number(dismissed.2, default: .min)
+        w.unsigned(UInt64(lastByRule.count))
+        for entry in lastByRule {
+            w.fixed32(entry.rule)
+            w.signed(entry.time &- base)
+        }
+        w.unsigned(UInt64(recent.count))
+        for entry in recent {
+            w.fixed32(entry.decision)
+            w.byte(entry.action)
+        }
+    }
+
+    init(from r: inout ColdReader, base: Int64) {
+        self.init()
+        lastPrompt = r.time(default: lastPrompt, base: base)
+        session = r.number()
+        today = r.number()
+        day = r.number(default: -1)
+        dismissed = (r.number(default: .min), r.number(default: .min), r.number(default: .min))
+        lastByRule = (0..<Int(r.unsigned())).map { _ in (r.fixed32(), base &+ r.signed()) }
+        recent = (0..<Int(r.unsigned())).map { _ in (r.fixed32(), r.byte()) }
+    }
+}

@@ -1,0 +1,384 @@
+import CBeckonSIMD
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Visitors by id. Each visitor has a slot, fixed while it is in memory (timers and held
+/// events name it), and its state is in one of two places:
+///
+/// - **hot**: inline in a dense buffer, mutated in place through a pointer (no copy of
+///   the ~460-byte state per event). Visitors that are active now.
+/// - **cold**: an idle visitor's compact encoding (`ColdWriter`, about a fifth of the
+///   size) in an allocation of its own. `freezeIdle` moves visitors there; the processor
+///   thaws one (`thaw`) when an event or timer needs its state.
+///
+/// Per slot an 8-byte entry says which: `index << 33 | epoch << 2` (hot), the encoding's
+/// address `| 1` (cold; the epoch is the encoding's first 4 bytes), or `epoch << 2 | 2`
+/// (vacant). The epoch is bumped when a visitor leaves its slot, so its timers and held
+/// events are recognised as stale (31 bits, as timers keep it).
+///
+/// The index is open addressing over 8-byte buckets (a 32-bit tag of the id's hash and
+/// the slot), probed linearly and compacted by backward shifts on removal; a tag match is
+/// confirmed against the id. The hash is seeded per table, so ids crafted to collide in
+/// one process do not collide in another.
+///
+/// A class for the stable buffers; `PartitionProcessor` copies it on write, so the
+/// processor keeps value semantics.
+final class VisitorTable: @unchecked Sendable {
+    // @unchecked: a processor (and so its table) is used by one thread at a time.
+    private var hot: UnsafeMutablePointer<VisitorState>
+    private var hotCapacity: Int
+    private(set) var hotCount = 0
+    private var entries: UnsafeMutablePointer<UInt64>
+    private var entryCapacity: Int
+    /// Slots in use or freed (the entries' initialised prefix).
+    private var slotCount = 0
+    private var freeSlots: [Int32] = []
+    /// `tag << 32 | slot`, 0 for an empty bucket.
+    private var buckets: UnsafeMutablePointer<UInt64>
+    private var bucketMask: Int
+    private(set) var count = 0
+    private let seed: UInt64
+    /// What few visitors have, kept beside their state instead of in every one (a cold
+    /// visitor's is inside its encoding).
+    private var sidecars: [Int32: Sidecar] = [:]
+    /// Visitors in compact form, and the bytes their encodings take (headers included).
+    private(set) var coldCount = 0
+    private(set) var coldBytes = 0
+    private var writer = ColdWriter()
+    static let minimumHotCapacity = 1024
+
+    struct Sidecar: Sendable {
+        /// Set once an event names the user (most visitors stay anonymous).
+        var userID: String?
+        /// The channel's name when the channel table is full (see `ChannelTable`).
+        var channel: String?
+        /// The policy's memory: caps, cooldowns, dismissals (once prompted).
+        var prompts = PromptMemory()
+    }
+
+    init(capacity: Int = minimumHotCapacity, seed: UInt64 = .random(in: 1 ... .max)) {
+        hotCapacity = max(capacity, 1)
+        hot = .allocate(capacity: hotCapacity)
+        entryCapacity = hotCapacity
+        entries = .allocate(capacity: entryCapacity)
+        let bucketCount = max(16, 1 << (Int.bitWidth - (hotCapacity * 2 - 1).leadingZeroBitCount))
+        buckets = .allocate(capacity: bucketCount)
+        buckets.initialize(repeating: 0, count: bucketCount)
+        bucketMask = bucketCount - 1
+        self.seed = seed
+    }
+
+    deinit {
+        hot.deinitialize(count: hotCount)
+        hot.deallocate()
+        for i in 0..<slotCount where entries[i] & 3 == 1 { free(Self.blob(entries[i])) }
+        entries.deallocate()
+        buckets.deallocate()
+    }
+
+    func copy() -> VisitorTable {
+        let table = VisitorTable(capacity: hotCapacity, seed: seed)
+        table.hot.initialize(from: hot, count: hotCount)
+        table.hotCount = hotCount
+        table.entries.deallocate()
+        table.entries = .allocate(capacity: entryCapacity)
+        table.entryCapacity = entryCapacity
+        table.entries.initialize(from: entries, count: slotCount)
+        for i in 0..<slotCount where entries[i] & 3 == 1 {
+            let blob = Self.blob(entries[i]), size = Self.size(blob)
+            let copy = malloc(size)!
+            copy.copyMemory(from: blob, byteCount: size)
+            table.entries[i] = Self.coldEntry(copy)
+        }
+        table.slotCount = slotCount
+        table.freeSlots = freeSlots
+        table.buckets.deallocate()
+        table.buckets = .allocate(capacity: bucketMask + 1)
+        table.buckets.initialize(from: buckets, count: bucketMask + 1)
+        table.bucketMask = bucketMask
+        table.count = count
+        table.sidecars = sidecars
+        table.coldCount = coldCount
+        table.coldBytes = coldBytes
+        return table
+    }
+
+    // MARK: Entries
+
+    @inline(__always) private static func hotEntry(index: Int, epoch: UInt32) -> UInt64 {
+        UInt64(index) << 33 | UInt64(epoch & 0x7FFF_FFFF) << 2
+    }
+
+    @inline(__always) private static func coldEntry(_ blob: UnsafeMutableRawPointer) -> UInt64 { UInt64(UInt(bitPattern: blob)) | 1 }
+
+    @inline(__always) private static func vacantEntry(epoch: UInt32) -> UInt64 { UInt64(epoch & 0x7FFF_FFFF) << 2 | 2 }
+
+    @inline(__always) private static func blob(_ entry: UInt64) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: UInt(entry & ~3))!
+    }
+
+    /// An encoding's whole size: epoch, payload length, payload.
+    @inline(__always) private static func size(_ blob: UnsafeRawPointer) -> Int { 8 + Int(blob.load(fromByteOffset: 4, as: UInt32.self)) }
+
+    /// The slot's epoch (see the type's documentation).
+    @inline(__always) func epoch(_ slot: Int32) -> UInt32 {
+        let entry = entries[Int(slot)]
+        if entry & 3 == 1 { return Self.blob(entry).load(as: UInt32.self) }
+        return UInt32(truncatingIfNeeded: entry >> 2) & 0x7FFF_FFFF
+    }
+
+    @inline(__always) func isCold(_ slot: Int32) -> Bool { entries[Int(slot)] & 3 == 1 }
+
+    // MARK: Lookup, insertion, removal
+
+    /// The id's 32-bit tag (never 0); its low bits pick the home bucket.
+    @inline(__always) func tag(of visitorID: String) -> UInt32 {
+        var h = fnv64(visitorID, seed: seed)
+        h = (h ^ (h >> 32)) &* 0x9E37_79B9_7F4A_7C15
+        return UInt32(truncatingIfNeeded: h >> 32) | 1
+    }
+
+    func slot(of visitorID: String) -> Int32? { slot(of: visitorID, tag: tag(of: visitorID)) }
+
+    @inline(__always) func slot(of visitorID: String, tag: UInt32) -> Int32? {
+        var i = Int(tag) & bucketMask
+        while true {
+            let bucket = buckets[i]
+            if bucket == 0 { return nil }
+            if UInt32(truncatingIfNeeded: bucket >> 32) == tag {
+                let slot = Int32(truncatingIfNeeded: bucket)
+                let entry = entries[Int(slot)]
+                if entry & 3 == 0 {
+                    if hot[Int(entry >> 33)].visitorID == visitorID { return slot }
+                } else {
+                    var reader = ColdReader(Self.blob(entry) + 8)
+                    if reader.stringEquals(visitorID) { return slot }
+                }
+            }
+            i = (i + 1) & bucketMask
+        }
+    }
+
+    func insert(_ state: VisitorState, tag: UInt32) -> Int32 {
+        let slot: Int32
+        var epoch: UInt32 = 0
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            epoch = UInt32(truncatingIfNeeded: entries[Int(slot)] >> 2) & 0x7FFF_FFFF
+        } else {
+            if slotCount == entryCapacity {
+                let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: entryCapacity * 2)
+                bigger.moveInitialize(from: entries, count: slotCount)
+                entries.deallocate()
+                entries = bigger
+                entryCapacity *= 2
+            }
+            slot = Int32(slotCount)
+            slotCount += 1
+        }
+        entries[Int(slot)] = Self.hotEntry(index: appendHot(state, slot: slot), epoch: epoch)
+        if (count + 1) * 4 > (bucketMask + 1) * 3 { growIndex() }
+        place(UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot)))
+        count += 1
+        return slot
+    }
+
+    private func appendHot(_ state: VisitorState, slot: Int32) -> Int {
+        if hotCount == hotCapacity { resizeHot(to: hotCapacity * 2) }
+        (hot + hotCount).initialize(to: state)
+        hot[hotCount].handle = slot
+        hotCount += 1
+        return hotCount - 1
+    }
+
+    private func resizeHot(to capacity: Int) {
+        let buffer = UnsafeMutablePointer<VisitorState>.allocate(capacity: capacity)
+        buffer.moveInitialize(from: hot, count: hotCount)
+        hot.deallocate()
+        hot = buffer
+        hotCapacity = capacity
+    }
+
+    /// Takes the hot state at `index` out; the last hot state moves into its place.
+    @discardableResult private func removeHot(at index: Int) -> VisitorState {
+        let state = (hot + index).move()
+        hotCount -= 1
+        if index != hotCount {
+            (hot + index).moveInitialize(from: hot + hotCount, count: 1)
+            let moved = Int(hot[index].handle)
+            entries[moved] = entries[moved] & ((1 << 33) - 1) | UInt64(index) << 33
+        }
+        return state
+    }
+
+    private func place(_ bucket: UInt64) {
+        var i = Int(truncatingIfNeeded: bucket >> 32) & bucketMask
+        while buckets[i] != 0 { i = (i + 1) & bucketMask }
+        buckets[i] = bucket
+    }
+
+    private func growIndex() {
+        let old = buckets, oldCount = bucketMask + 1
+        buckets = .allocate(capacity: oldCount * 2)
+        buckets.initialize(repeating: 0, count: oldCount * 2)
+        bucketMask = oldCount * 2 - 1
+        for i in 0..<oldCount where old[i] != 0 { place(old[i]) }
+        old.deallocate()
+    }
+
+    /// The visitor leaves its slot (hot or cold); the slot's epoch is bumped.
+    func remove(_ slot: Int32) {
+        let entry = entries[Int(slot)]
+        let visitorID = entry & 3 == 0 ? hot[Int(entry >> 33)].visitorID : { var r = ColdReader(Self.blob(entry) + 8); return r.string() }()
+        let tag = tag(of: visitorID)
+        let bucket = UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot))
+        var hole = Int(tag) & bucketMask
+        while buckets[hole] != bucket { hole = (hole + 1) & bucketMask }
+        // Backward shift: move later buckets of the run into the hole when their home
+        // allows, so probes never meet a gap inside a run.
+        var i = hole
+        while true {
+            i = (i + 1) & bucketMask
+            let next = buckets[i]
+            if next == 0 { break }
+            let home = Int(truncatingIfNeeded: next >> 32) & bucketMask
+            // `next` may move to `hole` when its home is not cyclically within (hole, i].
+            if (i - home) & bucketMask >= (i - hole) & bucketMask {
+                buckets[hole] = next
+                hole = i
+            }
+        }
+        buckets[hole] = 0
+        count -= 1
+        let epoch = self.epoch(slot)
+        if entry & 3 == 0 {
+            removeHot(at: Int(entry >> 33))
+        } else {
+            dropBlob(entry)
+        }
+        entries[Int(slot)] = Self.vacantEntry(epoch: epoch &+ 1)
+        sidecars[slot] = nil
+        freeSlots.append(slot)
+    }
+
+    private func dropBlob(_ entry: UInt64) {
+        let blob = Self.blob(entry)
+        coldBytes -= Self.size(blob)
+        coldCount -= 1
+        free(blob)
+    }
+
+    // MARK: Hot and cold
+
+    /// A hot visitor's state, to mutate in place. Valid until the next insertion, removal,
+    /// freeze or thaw (each may move hot states).
+    @inline(__always) func pointer(_ slot: Int32) -> UnsafeMutablePointer<VisitorState> {
+        let entry = entries[Int(slot)]
+        precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
+        return hot + Int(entry >> 33)
+    }
+
+    /// A copy of the visitor's state, hot or cold. A cold one's scores read zero: when
+    /// `rescore`, the caller recomputes them.
+    func read(_ slot: Int32) -> (state: VisitorState, rescore: Bool) {
+        let entry = entries[Int(slot)]
+        if entry & 3 == 0 { return (hot[Int(entry >> 33)], false) }
+        var reader = ColdReader(Self.blob(entry) + 8)
+        let (state, _, scored) = VisitorState.decode(&reader, handle: slot)
+        return (state, scored)
+    }
+
+    /// Starts loading a hot visitor's state into cache (a hint; see `beckon_prefetch`).
+    @inline(__always) func prefetch(_ slot: Int32) {
+        let entry = entries[Int(slot)]
+        if entry & 3 == 0 { beckon_prefetch(hot + Int(entry >> 33), MemoryLayout<VisitorState>.size) }
+    }
+
+    /// Moves a hot visitor to its compact form (its sidecar goes inside).
+    func freeze(_ slot: Int32) {
+        let entry = entries[Int(slot)]
+        precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
+        let index = Int(entry >> 33)
+        writer.reset()
+        hot[index].encode(into: &writer, sidecar: sidecars.isEmpty ? nil : sidecars.removeValue(forKey: slot),
+                          scored: hot[index].scores != IntentScores())
+        entries[Int(slot)] = Self.coldEntry(store(writer.bytes, epoch: epoch(slot)))
+        removeHot(at: index)
+    }
+
+    private func store(_ payload: [UInt8], epoch: UInt32) -> UnsafeMutableRawPointer {
+        let blob = malloc(8 + payload.count)!
+        blob.storeBytes(of: epoch, as: UInt32.self)
+        blob.storeBytes(of: UInt32(payload.count), toByteOffset: 4, as: UInt32.self)
+        payload.withUnsafeBytes { (blob + 8).copyMemory(from: $0.baseAddress!, byteCount: payload.count) }
+        coldBytes += 8 + payload.count
+        coldCount += 1
+        return blob
+    }
+
+    /// Moves a cold visitor back into the hot buffer. Its scores read zero: when `scored`,
+    /// the caller recomputes them.
+    func thaw(_ slot: Int32) -> (state: UnsafeMutablePointer<VisitorState>, scored: Bool) {
+        let entry = entries[Int(slot)]
+        precondition(entry & 3 == 1, "visitor slot \(slot) is not cold")
+        let epoch = self.epoch(slot)
+        var reader = ColdReader(Self.blob(entry) + 8)
+        let (state, sidecar, scored) = VisitorState.decode(&reader, handle: slot)
+        dropBlob(entry)
+        let index = appendHot(state, slot: slot)
+        entries[Int(slot)] = Self.hotEntry(index: index, epoch: epoch)
+        if let sidecar { sidecars[slot] = sidecar }
+        return (hot + index, scored)
+    }
+
+    /// Freezes every hot visitor whose latest event is at or before `cutoff` and that has
+    /// no held event (a pending rule wake-up thaws it when due); gives back hot memory
+    /// left unused. Returns how many it froze.
+    func freezeIdle(lastEventAtOrBefore cutoff: EventTime) -> Int {
+        var frozen = 0
+        var i = hotCount - 1
+        // Downwards: a freeze moves the last hot state into `i`, and that one was seen.
+        while i >= 0 {
+            let v = hot + i
+            if v.pointee.lastEventTime <= cutoff && v.pointee.heldCount == 0 {
+                freeze(v.pointee.handle)
+                frozen += 1
+            }
+            i -= 1
+        }
+        if hotCapacity > Self.minimumHotCapacity && hotCount * 4 < hotCapacity {
+            resizeHot(to: max(Self.minimumHotCapacity, hotCount * 2))
+        }
+        return frozen
+    }
+
+    @inline(__always) func sidecar(_ slot: Int32) -> Sidecar? { sidecars.isEmpty ? nil : sidecars[slot] }
+
+    func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) { body(&sidecars[slot, default: Sidecar()]) }
+
+    /// Every resident visitor's state, to mutate in place (a cold one is decoded, and
+    /// encoded again afterwards: it stays cold).
+    func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>) -> Void) {
+        for slot in 0..<Int32(slotCount) {
+            let entry = entries[Int(slot)]
+            switch entry & 3 {
+            case 0:
+                body(hot + Int(entry >> 33))
+            case 1:
+                var reader = ColdReader(Self.blob(entry) + 8)
+                var (state, sidecar, scored) = VisitorState.decode(&reader, handle: slot)
+                body(&state)
+                let epoch = self.epoch(slot)
+                dropBlob(entry)
+                writer.reset()
+                state.encode(into: &writer, sidecar: sidecar, scored: scored)
+                entries[Int(slot)] = Self.coldEntry(store(writer.bytes, epoch: epoch))
+            default:
+                continue
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+@testable import BeckonCore
+import PropertyBased
+import Testing
+
+@Suite("Compact idle visitors")
+struct CompactVisitorTests {
+    let rules: RuleSet
+    let policy: Policy
+    let model: IntentModel
+
+    init() throws { (rules, policy, model) = try shippedBundle() }
+
+    func processor(compactAfter: Millis?) -> PartitionProcessor {
+        var c = configuration(lateness: 5, idleAfter: 2)
+        c.compactAfter = compactAfter
+        return PartitionProcessor(rules: rules, model: model, policy: policy, configuration: c)
+    }
+
+    /// Every field survives the compact form: states from random journeys through the
+    /// shipped rules (windowed counts, the policy's memory, user ids) are frozen and thawed
+    /// and compare equal, sidecars included. Scores are recomputed on thawing, to the
+    /// same values.
+    @Test func aFrozenAndThawedStateEqualsTheOriginal() async {
+        await propertyCheck(count: 60, input: Gen.int(in: 0...1_000_000)) { seed in
+            var p = processor(compactAfter: nil)
+            let wall = t0 + .minutes(6000)
+            var events = Journey(seed: UInt64(seed), visitors: 6).shuffled(seed: UInt64(seed), lateness: .seconds(5))
+            for i in events.indices where i % 3 == 0 { events[i].userID = "u-\(events[i].visitorID)" }
+            // And one visitor the windowed count of the workflow rule sees.
+            let last = events.map(\.time.milliseconds).max()! - t0.milliseconds
+            events += (0..<3).map { i in
+                event(.formError, "w", "w-\(i)", at: Double(last) / 1000 + Double(i), path: "/settings/workflows/advanced") { $0.field = "cron" }
+            }
+            var before: [Int32: (VisitorState, VisitorTable.Sidecar?)] = [:]
+            var sidecars = 0, counters = 0
+            for (n, e) in events.enumerated() {
+                _ = p.process(e, arrivedAt: wall)
+                guard n % 7 == 6 || n == events.count - 1 else { continue }
+                // Freeze every hot visitor and thaw it again, through the processor.
+                before = [:]
+                p.visitors.forEachResident { before[$0.pointee.handle] = ($0.pointee, p.visitors.sidecar($0.pointee.handle)) }
+                for slot in before.keys { p.visitors.freeze(slot) }
+                #expect(p.visitors.hotCount == 0 && p.compactVisitorCount == before.count)
+                for (slot, (state, sidecar)) in before {
+                    let thawed = p.state(slot).pointee
+                    #expect(thawed == state, "seed \(seed): \(state.visitorID)")
+                    #expect(encoded(p.visitors.sidecar(slot)) == encoded(sidecar))
+                    if sidecar != nil { sidecars += 1 }
+                    if !state.counters.isEmpty { counters += 1 }
+                }
+            }
+            // The journeys exercise the parts kept outside the inline state.
+            #expect(sidecars > 0 && counters > 0)
+        }
+    }
+
+    /// A sidecar's bytes in the compact form (a stand-in for equality).
+    func encoded(_ sidecar: VisitorTable.Sidecar?) -> [UInt8] {
+        var w = ColdWriter()
+        sidecar?.prompts.encode(into: &w, base: 0)
+        w.string(sidecar?.userID ?? "-")
+        w.string(sidecar?.channel ?? "-")
+        return w.bytes
+    }
+
+    /// Compacting idle visitors is invisible: with every visitor compacted as soon as the
+    /// watermark passes its latest event, or after 10 s, or never, the same events give
+    /// the same decisions, suppressions, features, scores and counts.
+    @Test func compactingIdleVisitorsChangesNoOutcome() async {
+        await propertyCheck(count: 80, input: Gen.int(in: 0...1_000_000), Gen.int(in: 1...6)) { seed, visitors in
+            let events = Journey(seed: UInt64(seed), visitors: visitors).shuffled(seed: UInt64(seed) &+ 3, lateness: .seconds(5))
+            let never = outcome(events, compactAfter: nil)
+            for after in [Millis(0), .seconds(10)] {
+                let compacted = outcome(events, compactAfter: after)
+                #expect(compacted.text == never.text, "seed \(seed), compact after \(after.value) ms")
+                #expect(compacted.statistics == never.statistics)
+                if after.value == 0 { #expect(compacted.compacted > 0 && compacted.restored > 0) }
+            }
+        }
+    }
+
+    struct Outcome {
+        var text: [String] = []
+        var statistics = ProcessorStatistics()
+        var compacted = 0, restored = 0
+    }
+
+    func outcome(_ events: [Event], compactAfter: Millis?) -> Outcome {
+        var p = processor(compactAfter: compactAfter)
+        let wall = t0 + .minutes(6000)
+        var o = Outcome()
+        func record(_ decisions: [Decision]) {
+            o.text += decisions.map { "\($0.id) \($0.ruleID) \($0.eventTime) \($0.triggerEventID) \($0.reason) \($0.experiment)" }
+            o.text += p.takeSuppressions().map { "suppressed \($0.id) \($0.ruleID) \($0.reason)" }
+        }
+        for (n, e) in events.enumerated() {
+            record(p.process(e, arrivedAt: wall))
+            if n % 5 == 0 {
+                let v = e.visitorID
+                o.text.append("\(v) \(p.features(of: v).map { $0.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value)" } } ?? [])")
+                o.text.append("\(v) \(p.scores(of: v)?.map(\.1) ?? [])")
+            }
+        }
+        record(p.advanceIdle(wallNow: wall + .seconds(6)))
+        for v in Set(events.map(\.visitorID)).sorted() {
+            o.text.append("\(v) \(p.features(of: v).map { $0.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value)" } } ?? [])")
+            o.text.append("\(v) \(p.scores(of: v)?.map(\.1) ?? [])")
+        }
+        record(p.advanceIdle(wallNow: wall + .minutes(600)))
+        o.text.append("resident \(p.visitorCount), held \(p.heldEvents)")
+        o.statistics = p.statistics
+        o.compacted = p.statistics.compacted
+        o.restored = p.statistics.restored
+        o.statistics.compacted = 0
+        o.statistics.restored = 0
+        return o
+    }
+}
+
+extension CompactVisitorTests {
+    /// The compact form must name every field: one added to the state, its features, the
+    /// policy's memory or the sidecar must be added to `ColdVisitors.swift` too, and here.
+    @Test func theCompactFormKnowsEveryField() {
+        func labels(_ value: Any) -> String { Mirror(reflecting: value).children.map { $0.label ?? "?" }.joined(separator: " ") }
+        let state = VisitorState(visitorID: "v", lastEventTime: t0, pageSince: t0, pageEventID: "e")
+        #expect(labels(state) == """
+            features channel pendingWakes heldCount scores visitorID lastEventTime pageSince pageEventID \
+            lastPageTime sessionPosition ruleBits nextWake latestWake counters pageID pageHash lastPageID handle \
+            recentEventIDs pageClass sessionTimerPending
+            """)
+        #expect(labels(VisitorFeatures()) == """
+            classViews cartCents recentPages recentCategories formErrors clicks scrolls priceHovers chats \
+            sessionStart lastCartChange lastCheckoutProgress checkoutStepSince lastExitIntent lastSentiment \
+            lastSentimentAt minSentiment sessionEvents visits pageViews cartItems formErrorsSession \
+            priceHoversSession checkoutStep purchased searches zeroResultSearches exitIntents chatMessages \
+            negativeMessages offersShown offersAccepted offersDismissed
+            """)
+        #expect(labels(PromptMemory()) == "lastPrompt session today day dismissed lastByRule recent")
+        #expect(labels(VisitorTable.Sidecar()) == "userID channel prompts")
+    }
+}
