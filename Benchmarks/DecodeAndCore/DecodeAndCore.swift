@@ -77,6 +77,9 @@ func runCore(_ events: [Event], _ benchmark: Benchmark) {
     let visitors = p.visitorCount
     benchmark.measurement(.custom("bytes per resident visitor", useScalingFactor: false), (residentBytes() - before) / max(visitors, 1))
     benchmark.measurement(.custom("resident visitors", useScalingFactor: false), visitors)
+    // Five quiet minutes later (less than the session gap): every visitor idle, compacted.
+    n += p.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(5)).count
+    benchmark.measurement(.custom("bytes per idle visitor", useScalingFactor: false), (residentBytes() - before) / max(p.visitorCount, 1))
     blackHole(n)
     blackHole(p)
 }
@@ -135,7 +138,8 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let big = Benchmark.Configuration(
-        metrics: [.throughput, .wallClock, .custom("bytes per resident visitor", useScalingFactor: false), .custom("resident visitors", useScalingFactor: false)],
+        metrics: [.throughput, .wallClock, .custom("bytes per resident visitor", useScalingFactor: false),
+                  .custom("bytes per idle visitor", useScalingFactor: false), .custom("resident visitors", useScalingFactor: false)],
         maxDuration: .seconds(60), maxIterations: 3)
 
     Benchmark("core: 100,000 visitors", configuration: big) { benchmark in

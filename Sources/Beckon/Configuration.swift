@@ -42,6 +42,7 @@ public struct BeckonConfiguration: Sendable, Equatable {
         ("engine.allowed_lateness", "how late an event may be and still count as on time (default 5s)"),
         ("engine.idle_after", "silence after which an idle partition's watermark follows the wall clock (default 2s)"),
         ("engine.session_gap", "inactivity that ends a session (default 30m)"),
+        ("engine.compact_after", "inactivity after which a visitor's state is kept in compact form until its next event; off keeps every state inline (default 1m)"),
         ("run.batch_size", "most messages between two output flushes and offset commits (default 5000)"),
         ("run.poll_timeout", "longest wait for the first message of a batch (default 100ms)"),
         ("run.transactional_id", "Kafka transactional.id: commit each batch's outputs and input offsets in one Kafka transaction (Apache Kafka only; untested on Tansu, whose transactions do not isolate; default empty = idempotent producer + deterministic ids)"),
@@ -119,6 +120,10 @@ public struct BeckonConfiguration: Sendable, Equatable {
         case "engine.allowed_lateness": engine.allowedLateness = try duration()
         case "engine.idle_after": engine.idleAfter = try duration()
         case "engine.session_gap": engine.sessionGap = try duration()
+        case "engine.compact_after":
+            guard value != "off" else { engine.compactAfter = nil; return }
+            guard let d = Millis.parse(value), d.value >= 0 else { throw Error(key: key, source: source, message: "'\(value)' is not a duration such as 1m or 30s, or off") }
+            engine.compactAfter = d
         case "run.batch_size": batchSize = try positive()
         case "run.poll_timeout": pollTimeout = try duration()
         case "run.transactional_id": transactionalID = value

@@ -13,36 +13,70 @@ import Darwin
 /// point. Intent scores are not kept: they are a function of the rest, recomputed when the
 /// visitor is thawed (a flag says whether they had been computed at all).
 struct ColdWriter {
-    private(set) var bytes: [UInt8] = []
+    /// The bytes, in a buffer reused from one encoding to the next (an `Array` checked
+    /// uniqueness and capacity on every byte; encoding was half the cost of a freeze).
+    /// Not shared: each `VisitorTable` (and each copy of one) has its own writer.
+    private final class Buffer {
+        var base = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 8)
+        var capacity = 512
+        deinit { base.deallocate() }
+    }
+
+    private let buffer = Buffer()
+    private(set) var count = 0
     private var flagAt = 0
     private var flagBit: UInt8 = 8
 
+    /// The bytes written since the last `reset`, valid until the next write.
+    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer.base, count: count) }
+    var bytes: [UInt8] { Array(written) }
+
     mutating func reset() {
-        bytes.removeAll(keepingCapacity: true)
+        count = 0
         flagBit = 8
+    }
+
+    @inline(__always) private mutating func reserve(_ n: Int) {
+        guard count + n > buffer.capacity else { return }
+        let capacity = max(buffer.capacity * 2, count + n)
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+        bigger.copyMemory(from: buffer.base, byteCount: count)
+        buffer.base.deallocate()
+        buffer.base = bigger
+        buffer.capacity = capacity
+    }
+
+    @inline(__always) private mutating func append(_ b: UInt8) {
+        buffer.base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
+        count += 1
     }
 
     /// Records whether an optional field follows, and returns it.
     @discardableResult mutating func flag(_ present: Bool) -> Bool {
         if flagBit == 8 {
-            flagAt = bytes.count
-            bytes.append(0)
+            reserve(1)
+            flagAt = count
+            append(0)
             flagBit = 0
         }
-        if present { bytes[flagAt] |= 1 << flagBit }
+        if present { buffer.base.storeBytes(of: buffer.base.load(fromByteOffset: flagAt, as: UInt8.self) | 1 << flagBit, toByteOffset: flagAt, as: UInt8.self) }
         flagBit += 1
         return present
     }
 
-    mutating func byte(_ b: UInt8) { bytes.append(b) }
+    mutating func byte(_ b: UInt8) {
+        reserve(1)
+        append(b)
+    }
 
     mutating func unsigned(_ value: UInt64) {
+        reserve(10)
         var v = value
         while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            append(UInt8(truncatingIfNeeded: v) | 0x80)
             v >>= 7
         }
-        bytes.append(UInt8(v))
+        append(UInt8(v))
     }
 
     /// Zigzag: small magnitudes of either sign take few bytes.
@@ -51,14 +85,18 @@ struct ColdWriter {
     static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
 
     mutating func fixed32(_ value: UInt32) {
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+        reserve(4)
+        buffer.base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
+        count += 4
     }
 
     mutating func string(_ s: String) {
         var s = s
         s.withUTF8 { utf8 in
             unsigned(UInt64(utf8.count))
-            bytes.append(contentsOf: utf8)
+            reserve(utf8.count)
+            if let source = utf8.baseAddress { (buffer.base + count).copyMemory(from: source, byteCount: utf8.count) }
+            count += utf8.count
         }
     }
 

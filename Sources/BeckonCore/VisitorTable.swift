@@ -305,15 +305,15 @@ final class VisitorTable: @unchecked Sendable {
         writer.reset()
         hot[index].encode(into: &writer, sidecar: sidecars.isEmpty ? nil : sidecars.removeValue(forKey: slot),
                           scored: hot[index].scores != IntentScores())
-        entries[Int(slot)] = Self.coldEntry(store(writer.bytes, epoch: epoch(slot)))
+        entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch(slot)))
         removeHot(at: index)
     }
 
-    private func store(_ payload: [UInt8], epoch: UInt32) -> UnsafeMutableRawPointer {
+    private func store(_ payload: UnsafeRawBufferPointer, epoch: UInt32) -> UnsafeMutableRawPointer {
         let blob = malloc(8 + payload.count)!
         blob.storeBytes(of: epoch, as: UInt32.self)
         blob.storeBytes(of: UInt32(payload.count), toByteOffset: 4, as: UInt32.self)
-        payload.withUnsafeBytes { (blob + 8).copyMemory(from: $0.baseAddress!, byteCount: payload.count) }
+        (blob + 8).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
         coldBytes += 8 + payload.count
         coldCount += 1
         return blob
@@ -352,6 +352,11 @@ final class VisitorTable: @unchecked Sendable {
         if hotCapacity > Self.minimumHotCapacity && hotCount * 4 < hotCapacity {
             resizeHot(to: max(Self.minimumHotCapacity, hotCount * 2))
         }
+        if sidecars.capacity > 64 && sidecars.count * 4 < sidecars.capacity {
+            var smaller = [Int32: Sidecar](minimumCapacity: sidecars.count)
+            for (slot, sidecar) in sidecars { smaller[slot] = sidecar }
+            sidecars = smaller
+        }
         return frozen
     }
 
@@ -375,7 +380,7 @@ final class VisitorTable: @unchecked Sendable {
                 dropBlob(entry)
                 writer.reset()
                 state.encode(into: &writer, sidecar: sidecar, scored: scored)
-                entries[Int(slot)] = Self.coldEntry(store(writer.bytes, epoch: epoch))
+                entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch))
             default:
                 continue
             }

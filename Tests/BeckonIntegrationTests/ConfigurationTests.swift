@@ -35,6 +35,19 @@ struct ConfigurationTests {
         #expect(config.topicPartitions == 6)
         #expect(config.engine.allowedLateness == .seconds(3))
         #expect(config.engine.idleAfter == Millis(500))
+        #expect(config.engine.compactAfter == .minutes(1))
+    }
+
+    /// Compacting idle visitors can be tuned or turned off; anything else names the choices.
+    @Test func compactAfterTakesADurationOrOff() throws {
+        #expect(try BeckonConfiguration.load(file: nil, environment: [:], overrides: ["engine.compact_after=15s"]).engine.compactAfter == .seconds(15))
+        #expect(try BeckonConfiguration.load(file: nil, environment: [:], overrides: ["engine.compact_after=off"]).engine.compactAfter == nil)
+        do {
+            _ = try BeckonConfiguration.load(file: nil, environment: [:], overrides: ["engine.compact_after=never"])
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.hasSuffix("'never' is not a duration such as 1m or 30s, or off"))
+        }
     }
 
     @Test func namesTheKeyTheSourceAndTheProblem() throws {
