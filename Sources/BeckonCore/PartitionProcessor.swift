@@ -1,4 +1,3 @@
-import CBeckonSIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -418,6 +417,7 @@ public struct PartitionProcessor: Sendable {
         guard let after = configuration.compactAfter, let now = watermark.current, now >= nextCompaction else { return }
         nextCompaction = now + max(Millis(after.value / 2), Millis(1))
         statistics.compacted += visitors.freezeIdle(lastEventAtOrBefore: now - after)
+        timers.trim()
     }
 
     private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {

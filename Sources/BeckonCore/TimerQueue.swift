@@ -92,6 +92,22 @@ struct MinHeap<Element: HeapOrdered> {
     }
 }
 
+extension MinHeap {
+    /// Gives back capacity once less than two thirds of it is used (the heap doubled while
+    /// timers piled up, and most of them fired): copies into a buffer an eighth larger than
+    /// the count. Each trim shrinks the buffer by a third or more, so trimming as the count
+    /// falls costs linear time in all.
+    mutating func trim() {
+        guard heap.capacity > 4096 && heap.count * 3 < heap.capacity * 2 else { return }
+        var smaller = ContiguousArray<Element>()
+        smaller.reserveCapacity(heap.count + heap.count / 8)
+        smaller.append(contentsOf: heap)
+        heap = smaller
+    }
+
+    var capacity: Int { heap.capacity }
+}
+
 extension MinHeap: Sendable where Element: Sendable {}
 
 /// Elements in reusable places: `insert` returns a place that stays the element's until
@@ -131,6 +147,9 @@ public struct TimerQueue: Sendable {
     public var next: VisitorTimer? { heap.first }
 
     public mutating func schedule(_ timer: VisitorTimer) { heap.push(timer) }
+
+    /// Gives back memory once most timers have fired (see `MinHeap.trim`).
+    mutating func trim() { heap.trim() }
 
     /// Removes and returns the earliest timer if it is due at `time` or before.
     public mutating func popDue(atOrBefore time: EventTime) -> VisitorTimer? {

@@ -59,3 +59,28 @@ struct VisitorTableTests {
         }
     }
 }
+
+@Suite("Heap")
+struct HeapTests {
+    struct Item: HeapOrdered, Equatable {
+        var key: Int
+        static func precedes(_ a: Item, _ b: Item) -> Bool { a.key < b.key }
+    }
+
+    /// Trimming gives back capacity once most elements are gone, and keeps the order.
+    @Test func trimmingShrinksAndKeepsTheOrder() async {
+        await propertyCheck(count: 20, input: Gen.int(in: 0...1_000_000)) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            var heap = MinHeap<Item>()
+            var keys = (0..<20_000).map { _ in Int.random(in: 0..<1_000_000, using: &rng) }
+            for k in keys { heap.push(Item(key: k)) }
+            let full = heap.capacity
+            keys.sort()
+            for k in keys.prefix(15_000) { #expect(heap.pop()?.key == k) }
+            heap.trim()
+            #expect(heap.capacity < full / 2 && heap.capacity >= heap.count)
+            for k in keys.dropFirst(15_000) { #expect(heap.pop()?.key == k) }
+            #expect(heap.pop() == nil)
+        }
+    }
+}
