@@ -55,6 +55,8 @@ struct MinHeap<Element: HeapOrdered> {
 
     var count: Int { heap.count }
     var first: Element? { heap.first }
+    /// The first's children: the element that comes after the first is one of them.
+    var runnersUp: (Element?, Element?) { (heap.count > 1 ? heap[1] : nil, heap.count > 2 ? heap[2] : nil) }
 
     mutating func push(_ element: Element) {
         heap.append(element)

@@ -291,6 +291,9 @@ final class VisitorTable: @unchecked Sendable {
         return (state, scored)
     }
 
+    /// Starts loading a slot's entry into cache (a hint).
+    @inline(__always) func prefetchEntry(_ slot: Int32) { beckon_prefetch(entries + Int(slot), 8) }
+
     /// Starts loading a hot visitor's state into cache (a hint; see `beckon_prefetch`).
     @inline(__always) func prefetch(_ slot: Int32) {
         let entry = entries[Int(slot)]
