@@ -353,10 +353,8 @@ public struct PartitionProcessor: Sendable {
     /// A visitor's intent scores, in the model's order, as of its latest applied event.
     public func scores(of visitorID: String) -> [(String, Double)]? {
         guard let slot = visitors.slot(of: visitorID) else { return nil }
-        var (v, rescore) = visitors.read(slot)
-        if rescore && !compiledModel.bias.isEmpty {
-            withUnsafeMutablePointer(to: &v) { Self.rescore($0, model: compiledModel, features: modelFeatures) }
-        }
+        var (v, scored) = visitors.read(slot)
+        withUnsafeMutablePointer(to: &v) { restoreScores($0, scored: scored) }
         let scores = v.scores
         return model.intents.indices.map { (model.intents[$0].name, Double(scores[$0])) }
     }
@@ -409,8 +407,13 @@ public struct PartitionProcessor: Sendable {
         guard visitors.isCold(slot) else { return visitors.pointer(slot) }
         let (v, scored) = visitors.thaw(slot)
         statistics.restored += 1
-        if scored && !compiledModel.bias.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
+        restoreScores(v, scored: scored)
         return v
+    }
+
+    /// A decoded state's scores (the compact form leaves them out), when they had been computed.
+    private func restoreScores(_ v: UnsafeMutablePointer<VisitorState>, scored: Bool) {
+        if scored && !compiledModel.bias.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
     }
 
     /// Every so often (half of `compactAfter` of watermark progress), moves the visitors

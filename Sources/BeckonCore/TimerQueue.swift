@@ -97,8 +97,8 @@ struct MinHeap<Element: HeapOrdered> {
 extension MinHeap {
     /// Gives back capacity once less than two thirds of it is used (the heap doubled while
     /// timers piled up, and most of them fired): copies into a buffer an eighth larger than
-    /// the count. Each trim shrinks the buffer by a third or more, so trimming as the count
-    /// falls costs linear time in all.
+    /// the count. One copy of the heap at most per call; the processor calls it once per
+    /// compaction sweep.
     mutating func trim() {
         guard heap.capacity > 4096 && heap.count * 3 < heap.capacity * 2 else { return }
         var smaller = ContiguousArray<Element>()
