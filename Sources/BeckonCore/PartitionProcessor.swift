@@ -413,7 +413,7 @@ public struct PartitionProcessor: Sendable {
 
     /// A decoded state's scores (the compact form leaves them out), when they had been computed.
     private func restoreScores(_ v: UnsafeMutablePointer<VisitorState>, scored: Bool) {
-        if scored && !compiledModel.bias.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
+        if scored && !compiledModel.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
     }
 
     /// Every so often (half of `compactAfter` of watermark progress), moves the visitors
@@ -557,45 +557,56 @@ public struct PartitionProcessor: Sendable {
 
     /// Recomputes the intent scores: each feature the model reads once, then the sums.
     private mutating func rescore(_ visitor: inout VisitorState) {
-        guard !compiledModel.bias.isEmpty else { return }
+        guard !compiledModel.isEmpty else { return }
         // Through a pointer: reading the state's fields through an `inout` inside a closure
         // would copy the whole state first.
         withUnsafeMutablePointer(to: &visitor) { v in Self.rescore(v, model: compiledModel, features: modelFeatures) }
     }
 
     private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel, features: [Feature]) {
+        // The features by value, once (a few hundred bytes): read through the pointer, each
+        // feature would reload its fields after every store.
+        let f = v.pointee.features
         let now = Tick(v.pointee.lastEventTime)
         let page = v.pointee.page
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: features.count) { values in
-            for i in features.indices {
-                values[i] = features[i].value(v.pointee.features, page: page, now: now)
-            }
-            for i in m.bias.indices {
-                var z = m.bias[i]
-                for t in m.termStart[i]..<m.termStart[i + 1] { z += m.weight[t] * min(values[m.feature[t]], m.cap[t]) }
-                // Float, the precision scores are kept in: expf is about twice as fast as exp.
-                v.pointee.scores[i] = 1 / (1 + expf(Float(-z)))
+        // All intents at once: lane i is intent i (unused lanes have weight 0).
+        var z = m.bias
+        m.columns.withUnsafeBufferPointer { columns in
+            features.withUnsafeBufferPointer { features in
+                for j in features.indices {
+                    let x = SIMD8<Double>(repeating: features[j].value(f, page: page, now: now))
+                    z += columns[j].weight * x.replacing(with: columns[j].cap, where: x .> columns[j].cap)
+                }
             }
         }
+        // Float, the precision scores are kept in: expf is about twice as fast as exp.
+        var scores = IntentScores()
+        for i in 0..<m.intentCount { scores[i] = 1 / (1 + expf(Float(-z[i]))) }
+        v.pointee.scores = scores
     }
 
-    /// The intent model as flat arrays (no per-intent array to retain on each event).
+    /// The intent model as one column per feature it reads: the feature's weight and cap
+    /// in each intent (lane i is intent i; weight 0 where the intent does not read it).
     struct CompiledModel: Sendable {
-        var bias: [Double] = []
-        var termStart: [Int] = [0]
-        var feature: [Int] = []
-        var weight: [Double] = []
-        var cap: [Double] = []
+        struct Column: Sendable {
+            var weight = SIMD8<Double>()
+            var cap = SIMD8<Double>(repeating: .infinity)
+        }
+        var bias = SIMD8<Double>()
+        var columns: [Column]
+        let intentCount: Int
+        var isEmpty: Bool { intentCount == 0 }
 
         init(_ model: IntentModel, features: [Feature]) {
-            for intent in model.intents {
-                bias.append(intent.bias)
+            intentCount = model.intents.count
+            columns = Array(repeating: Column(), count: features.count)
+            for (i, intent) in model.intents.enumerated() {
+                bias[i] = intent.bias
                 for term in intent.terms {
-                    feature.append(features.firstIndex(of: term.feature)!)
-                    weight.append(term.weight)
-                    cap.append(term.cap ?? .infinity)
+                    let j = features.firstIndex(of: term.feature)!
+                    columns[j].weight[i] = term.weight
+                    columns[j].cap[i] = term.cap ?? .infinity
                 }
-                termStart.append(feature.count)
             }
         }
     }
