@@ -52,7 +52,7 @@ struct ColdWriter {
     }
 
     /// Records whether an optional field follows, and returns it.
-    @discardableResult mutating func flag(_ present: Bool) -> Bool {
+    @inline(__always) @discardableResult mutating func flag(_ present: Bool) -> Bool {
         if flagBit == 8 {
             reserve(1)
             flagAt = count
@@ -64,12 +64,12 @@ struct ColdWriter {
         return present
     }
 
-    mutating func byte(_ b: UInt8) {
+    @inline(__always) mutating func byte(_ b: UInt8) {
         reserve(1)
         append(b)
     }
 
-    mutating func unsigned(_ value: UInt64) {
+    @inline(__always) mutating func unsigned(_ value: UInt64) {
         reserve(10)
         var v = value
         while v >= 0x80 {
@@ -80,11 +80,11 @@ struct ColdWriter {
     }
 
     /// Zigzag: small magnitudes of either sign take few bytes.
-    mutating func signed(_ value: Int64) { unsigned(Self.zigzag(value)) }
+    @inline(__always) mutating func signed(_ value: Int64) { unsigned(Self.zigzag(value)) }
 
     static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
 
-    mutating func fixed32(_ value: UInt32) {
+    @inline(__always) mutating func fixed32(_ value: UInt32) {
         reserve(4)
         buffer.base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
         count += 4
@@ -102,19 +102,19 @@ struct ColdWriter {
 
     // Optional fields: a flag, and the value only when it is not the default.
 
-    mutating func number<T: FixedWidthInteger>(_ value: T, default d: T = 0) {
+    @inline(__always) mutating func number<T: FixedWidthInteger>(_ value: T, default d: T = 0) {
         if flag(value != d) { signed(Int64(truncatingIfNeeded: value)) }
     }
 
-    mutating func time(_ t: EventTime, default d: EventTime, base: Int64) {
+    @inline(__always) mutating func time(_ t: EventTime, default d: EventTime, base: Int64) {
         if flag(t != d) { signed(t.milliseconds &- base) }
     }
 
-    mutating func tick(_ t: Tick, default d: Tick, base: Tick) {
+    @inline(__always) mutating func tick(_ t: Tick, default d: Tick, base: Tick) {
         if flag(t != d) { signed(Int64(t.value) - Int64(base.value)) }
     }
 
-    mutating func hash(_ value: UInt32) {
+    @inline(__always) mutating func hash(_ value: UInt32) {
         if flag(value != 0) { fixed32(value) }
     }
 
@@ -132,7 +132,7 @@ struct ColdReader {
 
     init(_ base: UnsafeRawPointer) { self.base = base }
 
-    mutating func flag() -> Bool {
+    @inline(__always) mutating func flag() -> Bool {
         if flagBit == 8 {
             flags = byte()
             flagBit = 0
@@ -141,12 +141,12 @@ struct ColdReader {
         return flags & (1 << flagBit) != 0
     }
 
-    mutating func byte() -> UInt8 {
+    @inline(__always) mutating func byte() -> UInt8 {
         defer { offset += 1 }
         return base.load(fromByteOffset: offset, as: UInt8.self)
     }
 
-    mutating func unsigned() -> UInt64 {
+    @inline(__always) mutating func unsigned() -> UInt64 {
         var value: UInt64 = 0, shift: UInt64 = 0
         while true {
             let b = byte()
@@ -156,7 +156,7 @@ struct ColdReader {
         }
     }
 
-    mutating func signed() -> Int64 { Self.unzigzag(unsigned()) }
+    @inline(__always) mutating func signed() -> Int64 { Self.unzigzag(unsigned()) }
 
     static func unzigzag(_ u: UInt64) -> Int64 { Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1))) }
 
@@ -182,15 +182,15 @@ struct ColdReader {
         }
     }
 
-    mutating func number<T: FixedWidthInteger>(default d: T = 0) -> T {
+    @inline(__always) mutating func number<T: FixedWidthInteger>(default d: T = 0) -> T {
         flag() ? T(truncatingIfNeeded: signed()) : d
     }
 
-    mutating func time(default d: EventTime, base: Int64) -> EventTime {
+    @inline(__always) mutating func time(default d: EventTime, base: Int64) -> EventTime {
         flag() ? EventTime(milliseconds: base &+ signed()) : d
     }
 
-    mutating func tick(default d: Tick, base: Tick) -> Tick {
+    @inline(__always) mutating func tick(default d: Tick, base: Tick) -> Tick {
         flag() ? Tick(value: Int32(truncatingIfNeeded: Int64(base.value) + signed())) : d
     }
 
