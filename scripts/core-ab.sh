@@ -3,6 +3,10 @@
 # on the same machine, so drift between runs cancels out in the ratio.
 #   scripts/core-ab.sh OLD_COMMIT [VISITORS] [ROUNDS] [RUNS] [dwell|shipped]
 #   default: 100,000 visitors, 3 rounds (old, new, old, new, ...), best of 3 runs each
+#   CALLGRIND=1 scripts/core-ab.sh OLD [VISITORS] [RUNS=1] [dwell|shipped]: instead of
+#     timing, counts the instructions per event in PartitionProcessor.process on each side
+#     under valgrind's callgrind (exact and repeatable, where times on a shared machine drift
+#     by 10-20%; but fewer instructions need not mean less time when memory is the bottleneck).
 # The workload is the core micro-benchmark's (make bench): the simulator's mix, seed 7,
 # the shipped intent model, one dwell rule (or the shipped rules and policy: `shipped`).
 # Each side is built from its own checkout and reads its own Rules/.
@@ -38,6 +42,28 @@ build() {  # build SIDE ROOT: the harness against that checkout, in its own scra
 }
 build old "$WORK/old"
 build new "$ROOT"
+
+if [ -n "${CALLGRIND:-}" ]; then
+    command -v valgrind >/dev/null || { echo "CALLGRIND=1 needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+    RUNS=${3:-1}
+    RULES=${4:-dwell}
+    echo "core, $VISITORS visitors, $RULES rules, $RUNS run(s) under callgrind; old = $OLD, new = working tree"
+    declare -A per_event
+    for side in old new; do
+        root=$ROOT; [ "$side" = old ] && root="$WORK/old"
+        # valgrind 3.19 cannot read the toolchain's DWARF 5 debug information: run a copy without it.
+        cp "$WORK/$side-build/release/core-ab" "$WORK/$side-stripped"
+        strip -g "$WORK/$side-stripped"
+        out=$(valgrind --tool=callgrind --callgrind-out-file="$WORK/$side.callgrind" "$WORK/$side-stripped" "$root" "$VISITORS" "$RUNS" "$RULES" 2>/dev/null)
+        events=$(sed -E 's/.*\(([0-9]+) events.*/\1/' <<< "$out")
+        total=$(callgrind_annotate --inclusive=yes "$WORK/$side.callgrind" 2>/dev/null \
+            | awk '/PartitionProcessorV7process_9arrivedAt8position/ && !n++ { gsub(",", "", $1); print $1 }')
+        per_event[$side]=$((total / (events * RUNS)))
+        echo "$side: ${per_event[$side]} instructions per event in PartitionProcessor.process ($events events x $RUNS; profile: $WORK/$side.callgrind)"
+    done
+    echo "new/old $(awk -v a="${per_event[new]}" -v b="${per_event[old]}" 'BEGIN { printf "%.3f", a / b }')"
+    exit 0
+fi
 
 echo "core, $VISITORS visitors, $RULES rules, best of $RUNS runs per round; old = $OLD, new = working tree"
 for round in $(seq "$ROUNDS"); do
