@@ -23,7 +23,9 @@ struct PageTable: Sendable {
         var refs: Int32
     }
 
-    private var ids: [String: UInt32] = [:]
+    /// Open addressing over the ids: per bucket the path's 32-bit tag and its id (0: empty).
+    /// Cheaper than a `[String: UInt32]`, which hashes each path with SipHash.
+    private var buckets = [UInt64](repeating: 0, count: 64)
     /// Place 0, "no page", is taken first and never released.
     private var entries: Slab<Entry> = {
         var slab = Slab<Entry>()
@@ -35,29 +37,64 @@ struct PageTable: Sendable {
     init(limit: Int = 50_000) { self.limit = limit }
 
     /// Paths known (referenced or cached).
-    var count: Int { ids.count }
+    private(set) var count = 0
+
+    @inline(__always) private static func tag(_ path: String) -> UInt32 {
+        let h = fnv64(path)
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32)) | 1
+    }
 
     /// The id of `path`, making an entry with `info(path)` if it has none. The id is not
     /// retained: retain it before the next `intern`, which may reclaim unreferenced ids.
     @inline(__always) mutating func intern(_ path: String, info: (String) -> PageInfo) -> UInt32 {
-        if let id = ids[path] { return id }
-        return add(path, info(path))
+        let tag = Self.tag(path)
+        let found: UInt32? = buckets.withUnsafeBufferPointer { b in
+            let mask = b.count - 1
+            var i = Int(tag) & mask
+            while true {
+                let bucket = b[i]
+                if bucket == 0 { return nil }
+                if UInt32(truncatingIfNeeded: bucket >> 32) == tag {
+                    let id = UInt32(truncatingIfNeeded: bucket)
+                    if entries[Int32(id)].path == path { return id }
+                }
+                i = (i + 1) & mask
+            }
+        }
+        if let found { return found }
+        return add(path, info(path), tag: tag)
     }
 
-    private mutating func add(_ path: String, _ info: PageInfo) -> UInt32 {
-        if ids.count >= limit { reclaim() }
+    private mutating func add(_ path: String, _ info: PageInfo, tag: UInt32) -> UInt32 {
+        if count >= limit { reclaim() }
         let id = UInt32(entries.insert(Entry(path: path, info: info, refs: 0)))
-        ids[path] = id
+        count += 1
+        if count * 2 > buckets.count { rebuildIndex(capacity: buckets.count * 2) } else { place(tag: tag, id: id) }
         return id
+    }
+
+    private mutating func place(tag: UInt32, id: UInt32) {
+        let mask = buckets.count - 1
+        var i = Int(tag) & mask
+        while buckets[i] != 0 { i = (i + 1) & mask }
+        buckets[i] = UInt64(tag) << 32 | UInt64(id)
+    }
+
+    private mutating func rebuildIndex(capacity: Int) {
+        buckets = [UInt64](repeating: 0, count: capacity)
+        for id in Int32(1)..<Int32(entries.items.count) where !entries[id].path.isEmpty {
+            place(tag: Self.tag(entries[id].path), id: UInt32(id))
+        }
     }
 
     /// Forgets every path no visitor or held event refers to.
     private mutating func reclaim() {
         for id in Int32(1)..<Int32(entries.items.count) where entries[id].refs == 0 && !entries[id].path.isEmpty {
-            ids[entries[id].path] = nil
             entries[id] = Entry(path: "", info: .none, refs: 0)
             entries.release(id)
+            count -= 1
         }
+        rebuildIndex(capacity: buckets.count)
     }
 
     @inline(__always) mutating func retain(_ id: UInt32) {
