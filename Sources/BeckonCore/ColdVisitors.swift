@@ -210,7 +210,6 @@ extension VisitorState {
         features.encode(into: &w, base: tick)
         w.number(channel)
         w.number(pendingWakes)
-        w.number(heldCount)
         w.time(pageSince, default: Self.noPageSince, base: base)
         w.string(pageEventID)
         w.time(lastPageTime, default: Self.noPageTime, base: base)
@@ -244,13 +243,12 @@ extension VisitorState {
         let lastEventTime = EventTime(milliseconds: r.signed())
         let base = lastEventTime.milliseconds, tick = Tick(lastEventTime)
         let features = VisitorFeatures(from: &r, base: tick)
-        let channel: UInt16 = r.number(), pendingWakes: UInt16 = r.number(), heldCount: UInt16 = r.number()
+        let channel: UInt16 = r.number(), pendingWakes: UInt16 = r.number()
         let pageSince = r.time(default: noPageSince, base: base)
         var v = VisitorState(visitorID: visitorID, lastEventTime: lastEventTime, pageSince: pageSince, pageEventID: r.string())
         v.features = features
         v.channel = channel
         v.pendingWakes = pendingWakes
-        v.heldCount = heldCount
         v.lastPageTime = r.time(default: noPageTime, base: base)
         v.sessionPosition = r.number(default: -1)
         v.ruleBits = RuleBits(from: &r)

@@ -57,6 +57,8 @@ struct MinHeap<Element: HeapOrdered> {
     var first: Element? { heap.first }
     /// The first's children: the element that comes after the first is one of them.
     var runnersUp: (Element?, Element?) { (heap.count > 1 ? heap[1] : nil, heap.count > 2 ? heap[2] : nil) }
+    /// Every element, in no particular order.
+    var unordered: ContiguousArray<Element> { heap }
 
     mutating func push(_ element: Element) {
         heap.append(element)

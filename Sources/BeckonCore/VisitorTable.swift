@@ -162,6 +162,33 @@ final class VisitorTable: @unchecked Sendable {
         }
     }
 
+    /// The slot of the first index entry with this tag, or -1: a guess read from the index
+    /// alone (no entry, no state), for `slot(of:tag:hint:)` to check later.
+    @inline(__always) func candidate(tag: UInt32) -> Int32 {
+        var i = Int(tag) & bucketMask
+        while true {
+            let bucket = buckets[i]
+            if bucket == 0 { return -1 }
+            if UInt32(truncatingIfNeeded: bucket >> 32) == tag { return Int32(truncatingIfNeeded: bucket) }
+            i = (i + 1) & bucketMask
+        }
+    }
+
+    /// `slot(of:tag:)`, trying the slot `hint` (from `candidate(tag:)`) first: when it still
+    /// holds this visitor, the index is not read again.
+    @inline(__always) func slot(of visitorID: String, tag: UInt32, hint: Int32) -> Int32? {
+        if hint >= 0 && Int(hint) < slotCount {
+            let entry = entries[Int(hint)]
+            if entry & 3 == 0 {
+                if hot[Int(entry >> 33)].visitorID == visitorID { return hint }
+            } else if entry & 3 == 1 {
+                var reader = ColdReader(Self.blob(entry) + 8)
+                if reader.stringEquals(visitorID) { return hint }
+            }
+        }
+        return slot(of: visitorID, tag: tag)
+    }
+
     func insert(_ state: VisitorState, tag: UInt32) -> Int32 {
         let slot: Int32
         var epoch: UInt32 = 0
@@ -337,8 +364,8 @@ final class VisitorTable: @unchecked Sendable {
         return (hot + index, scored)
     }
 
-    /// Freezes every hot visitor whose latest event is at or before `cutoff` and that has
-    /// no held event (a pending rule wake-up thaws it when due); gives back hot memory
+    /// Freezes every hot visitor whose latest event is at or before `cutoff` (a held event
+    /// or a rule wake-up thaws it when due); gives back hot memory
     /// left unused. Returns how many it froze.
     func freezeIdle(lastEventAtOrBefore cutoff: EventTime) -> Int {
         var frozen = 0
@@ -346,7 +373,7 @@ final class VisitorTable: @unchecked Sendable {
         // Downwards: a freeze moves the last hot state into `i`, and that one was seen.
         while i >= 0 {
             let v = hot + i
-            if v.pointee.lastEventTime <= cutoff && v.pointee.heldCount == 0 {
+            if v.pointee.lastEventTime <= cutoff {
                 freeze(v.pointee.handle)
                 frozen += 1
             }

@@ -124,7 +124,7 @@ extension CompactVisitorTests {
         func labels(_ value: Any) -> String { Mirror(reflecting: value).children.map { $0.label ?? "?" }.joined(separator: " ") }
         let state = VisitorState(visitorID: "v", lastEventTime: t0, pageSince: t0, pageEventID: "e")
         #expect(labels(state) == """
-            features channel pendingWakes heldCount scores visitorID lastEventTime pageSince pageEventID \
+            features channel pendingWakes scores visitorID lastEventTime pageSince pageEventID \
             lastPageTime sessionPosition ruleBits nextWake latestWake counters pageID pageHash lastPageID handle \
             recentEventIDs pageClass sessionTimerPending
             """)

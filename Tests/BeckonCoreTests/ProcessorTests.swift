@@ -191,13 +191,36 @@ struct ProcessorTests {
         var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45m", 1)]), configuration: config)
         _ = p.process(view("alice", "a1", at: 0, "/"), arrivedAt: wall)
         _ = p.process(view("carol", "c1", at: 0, "/checkout/payment"), arrivedAt: wall)  // timer due at 45 min
+        _ = p.process(view("bob", "b1", at: 60, "/"), arrivedAt: wall)
         #expect(p.visitorCount == 2)
-        _ = p.process(view("bob", "b1", at: 31 * 60 + 5, "/"), arrivedAt: wall)
+        _ = p.process(view("bob", "b2", at: 31 * 60 + 5, "/"), arrivedAt: wall)
         // alice's session ended at 30 min; carol still has a dwell timer due at 45 min.
-        #expect(p.visitorCount == 2)
+        #expect(p.features(of: "alice") == nil)
+        #expect(p.features(of: "carol") != nil)
         #expect(p.statistics.evictedVisitors == 1)
         let decisions = p.process(view("bob", "b2", at: 46 * 60 + 5, "/"), arrivedAt: wall)
         #expect(decisions.map(\.visitorID) == ["carol"])
+    }
+}
+
+@Suite("Rebuild position")
+struct RebuildPositionTests {
+    /// A page event is held without touching its visitor's state; until it is applied,
+    /// the rebuild position still covers it, and afterwards its visitor's session does,
+    /// even when another event of that visitor (read later) made the state first.
+    @Test func heldEventsAndTheSessionsTheyStartAreCovered() throws {
+        let wall = t0 + .minutes(60)
+        var q = PartitionProcessor(rules: .empty, configuration: configuration())
+        _ = q.process(view("c", "c1", at: 10, "/"), arrivedAt: wall, position: 2_100)
+        #expect(q.visitorCount == 0)
+        #expect(q.rebuildFrom == 2_048)
+        // A click of c, read later, arrives before the page view is released: it makes c's state.
+        _ = q.process(event(.click, "c", "c2", at: 11, path: "/") { $0.element = "x" }, arrivedAt: wall, position: 4_200)
+        #expect(q.rebuildFrom == 2_048)
+        _ = q.advanceIdle(wallNow: wall + .seconds(60))
+        #expect(q.heldEvents == 0)
+        #expect(q.features(of: "c")?[.pageViews] == 1)
+        #expect(q.rebuildFrom == 2_048)
     }
 }
 
@@ -221,11 +244,14 @@ struct DuplicateTests {
     @Test func onlyTheLastEightIDsOfAVisitorAreRemembered() throws {
         var p = PartitionProcessor(rules: .empty, configuration: configuration())
         let wall = t0 + .minutes(60)
-        for i in 0..<9 { _ = p.process(view("alice", "e\(i)", at: Double(i), "/p/\(i)"), arrivedAt: wall) }
-        _ = p.process(view("alice", "e8", at: 8, "/p/8"), arrivedAt: wall)  // among the last eight
+        // Page events are checked as the watermark releases them, in event-time order.
+        for i in 0..<9 { _ = p.process(view("alice", "e\(i)", at: Double(i * 10), "/p/\(i)"), arrivedAt: wall) }
+        _ = p.process(view("alice", "e8", at: 80, "/p/8"), arrivedAt: wall)  // among the last eight
+        _ = p.advanceIdle(wallNow: wall + .seconds(60))
         #expect(p.statistics.duplicateEvents == 1)
         _ = p.process(view("alice", "e0", at: 0, "/p/0"), arrivedAt: wall)  // pushed out by e1...e8
         #expect(p.statistics.duplicateEvents == 1)
+        #expect(p.statistics.lateEvents == 1)
     }
 }
 

@@ -111,6 +111,49 @@ struct RuleEngineTests {
         #expect(fresh.first.map { $0.userID == nil } == true)
     }
 
+    /// A visitor evicted between sessions (other traffic moved the watermark past the
+    /// session's end) comes back with its prompt memory: the daily cap still holds, the
+    /// next day prompts resume; and its visits still count.
+    @Test func theDailyCapHoldsAcrossAnEviction() throws {
+        let set = try rules([("click", "when: event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        var c = configuration(lateness: 0)
+        c.sessionGap = .minutes(1)
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero, maxPerSession: 5, maxPerDay: 1), configuration: c)
+        #expect(p.process(event(.click, "v1", "a", at: 0, path: "/p") { $0.element = "b" }, arrivedAt: t0).map(\.visitorID) == ["v1"])
+        _ = p.process(event(.scroll, "v2", "s1", at: 600, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        #expect(p.features(of: "v1") == nil)
+        #expect(p.statistics.evictedVisitors == 1)
+        #expect(p.process(event(.click, "v1", "b", at: 700, path: "/p") { $0.element = "b" }, arrivedAt: t0).isEmpty)
+        #expect(p.takeSuppressions().map(\.reason) == [.cap])
+        #expect(p.features(of: "v1")?[.visits] == 2)
+        // The next day (after another eviction) the cap starts again.
+        _ = p.process(event(.scroll, "v2", "s2", at: 86_400, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        #expect(p.features(of: "v1") == nil)
+        #expect(p.process(event(.click, "v1", "c", at: 86_500, path: "/p") { $0.element = "b" }, arrivedAt: t0).map(\.visitorID) == ["v1"])
+        #expect(p.features(of: "v1")?[.visits] == 3)
+    }
+
+    /// What is kept of evicted visitors is bounded: after `departedMemoryDays` a visitor
+    /// comes back as new.
+    @Test func departedVisitorsAreForgottenAfterThirtyDays() throws {
+        var c = configuration(lateness: 0)
+        c.sessionGap = .minutes(1)
+        var p = PartitionProcessor(rules: .empty, configuration: c)
+        let day = 86_400.0
+        _ = p.process(event(.scroll, "old", "o1", at: 0, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        _ = p.process(event(.scroll, "recent", "r1", at: 20 * day, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        // Each day another visitor moves the watermark (and the departed are pruned once a day).
+        for d in 21...(Int(PartitionProcessor.departedMemoryDays) + 2) {
+            _ = p.process(event(.scroll, "other", "x\(d)", at: Double(d) * day, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        }
+        let now = Double(PartitionProcessor.departedMemoryDays + 2) * day + 10
+        _ = p.process(event(.scroll, "old", "o2", at: now, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        _ = p.process(event(.scroll, "recent", "r2", at: now, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
+        #expect(p.features(of: "old")?[.visits] == 1)
+        #expect(p.features(of: "old")?[.returning] == 0)
+        #expect(p.features(of: "recent")?[.visits] == 2)
+    }
+
     /// Channels are interned; past the table's limit a channel's name is kept beside the
     /// visitor's state. Either way rules and decisions see the name, and a visitor that
     /// changes channel is seen on the new one.
