@@ -460,6 +460,9 @@ public final class Pipeline: @unchecked Sendable {
         }
         for d in decisions { metrics.decision(action: d.action.rawValue, rule: d.ruleID) }
         for x in suppressions { metrics.suppressed(reason: x.reason.rawValue, rule: x.ruleID) }
+        metrics.visitors.record(lanes.values.reduce(0) { $0 + $1.processor.visitorCount })
+        metrics.compactVisitors.record(lanes.values.reduce(0) { $0 + $1.processor.compactVisitorCount })
+        metrics.heldEvents.record(lanes.values.reduce(0) { $0 + $1.processor.heldEvents })
         for decision in decisions where decision.experiment == .treatment {
             logger.debug("decision \(decision.action.rawValue) for \(decision.visitorID): \(decision.reason)", metadata: [
                 "beckon.rule": "\(decision.ruleID)", "beckon.decision_id": "\(decision.id)", "beckon.channel": "\(decision.channel)",

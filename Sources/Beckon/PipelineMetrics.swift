@@ -14,6 +14,11 @@ final class PipelineMetrics: Sendable {
     let duplicateEvents: CoreMetrics.Counter
     let outages: CoreMetrics.Counter
     let paused: CoreMetrics.Gauge
+    /// Visitor states in memory over the assigned partitions, those of them in compact
+    /// form, and events held for ordering (recorded at each commit).
+    let visitors: CoreMetrics.Gauge
+    let compactVisitors: CoreMetrics.Gauge
+    let heldEvents: CoreMetrics.Gauge
     private let deadLetters = Mutex<[String: CoreMetrics.Counter]>([:])
     private let decisions = Mutex<[String: CoreMetrics.Counter]>([:])
     private let suppressions = Mutex<[String: CoreMetrics.Counter]>([:])
@@ -25,6 +30,9 @@ final class PipelineMetrics: Sendable {
         duplicateEvents = CoreMetrics.Counter(label: "beckon_duplicate_events_total", dimensions: [], factory: factory)
         outages = CoreMetrics.Counter(label: "beckon_output_outages_total", dimensions: [], factory: factory)
         paused = CoreMetrics.Gauge(label: "beckon_consumption_paused", dimensions: [], factory: factory)
+        visitors = CoreMetrics.Gauge(label: "beckon_visitors", dimensions: [], factory: factory)
+        compactVisitors = CoreMetrics.Gauge(label: "beckon_compact_visitors", dimensions: [], factory: factory)
+        heldEvents = CoreMetrics.Gauge(label: "beckon_held_events", dimensions: [], factory: factory)
     }
 
     func deadLetter(reason: String) {

@@ -116,6 +116,12 @@ struct DeadLetterTests {
             #expect(exposition.contains("beckon_dead_letters_total{reason=\"\(reason)\"} \(count)\n"), "metric for \(reason) in:\n\(exposition)")
         }
         #expect(exposition.contains("beckon_events_total \(stream.count)\n"))
+        // The state in memory is exported at each commit: the good events' visitors, applied or held.
+        func gauge(_ name: String) -> Double? {
+            exposition.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect((gauge("beckon_visitors") ?? 0) + (gauge("beckon_held_events") ?? 0) >= 1, "in:\n\(exposition)")
+        #expect(gauge("beckon_compact_visitors") != nil)
 
         let offsets = try TestKafka.committedAndEnd(topic: config.eventsTopic, group: config.kafka["group.id"]!, bootstrap: services.kafkaBootstrap, messages: stream.count)
         #expect(offsets.values.reduce(0) { $0 + $1.end } == Int64(stream.count))
