@@ -48,18 +48,8 @@ struct PageTable: Sendable {
     /// retained: retain it before the next `intern`, which may reclaim unreferenced ids.
     @inline(__always) mutating func intern(_ path: String, info: (String) -> PageInfo) -> UInt32 {
         let tag = Self.tag(path)
-        let found: UInt32? = buckets.withUnsafeBufferPointer { b in
-            let mask = b.count - 1
-            var i = Int(tag) & mask
-            while true {
-                let bucket = b[i]
-                if bucket == 0 { return nil }
-                if UInt32(truncatingIfNeeded: bucket >> 32) == tag {
-                    let id = UInt32(truncatingIfNeeded: bucket)
-                    if entries[Int32(id)].path == path { return id }
-                }
-                i = (i + 1) & mask
-            }
+        let found = buckets.withUnsafeBufferPointer { b in
+            TagIndex.find(b.baseAddress!, mask: b.count - 1, tag: tag) { entries[Int32($0)].path == path }
         }
         if let found { return found }
         return add(path, info(path), tag: tag)
@@ -74,10 +64,7 @@ struct PageTable: Sendable {
     }
 
     private mutating func place(tag: UInt32, id: UInt32) {
-        let mask = buckets.count - 1
-        var i = Int(tag) & mask
-        while buckets[i] != 0 { i = (i + 1) & mask }
-        buckets[i] = UInt64(tag) << 32 | UInt64(id)
+        buckets.withUnsafeMutableBufferPointer { TagIndex.place($0.baseAddress!, mask: $0.count - 1, tag: tag, id: id) }
     }
 
     private mutating func rebuildIndex(capacity: Int) {

@@ -521,9 +521,12 @@ public struct PartitionProcessor: Sendable {
         // No page yet: "since the page was entered" means since the beginning.
         var v = VisitorState(visitorID: visitorID, lastEventTime: time, pageSince: VisitorState.noPageSince, pageEventID: eventID)
         var prompts: PromptMemory?
-        if !returning.isEmpty, let memory = returning.removeValue(forKey: fnv64(visitorID)) {
-            v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
-            if !departedPrompts.isEmpty { prompts = departedPrompts.removeValue(forKey: fnv64(visitorID)) }
+        if !returning.isEmpty {
+            let hash = fnv64(visitorID)
+            if let memory = returning.removeValue(forKey: hash) {
+                v.features.visits = UInt16(truncatingIfNeeded: memory >> 16) &+ 1
+                if !departedPrompts.isEmpty { prompts = departedPrompts.removeValue(forKey: hash) }
+            }
         }
         v.sessionPosition = position
         countSession(from: -1, to: position)

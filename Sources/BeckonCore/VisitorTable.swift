@@ -144,48 +144,31 @@ final class VisitorTable: @unchecked Sendable {
     func slot(of visitorID: String) -> Int32? { slot(of: visitorID, tag: tag(of: visitorID)) }
 
     @inline(__always) func slot(of visitorID: String, tag: UInt32) -> Int32? {
-        var i = Int(tag) & bucketMask
-        while true {
-            let bucket = buckets[i]
-            if bucket == 0 { return nil }
-            if UInt32(truncatingIfNeeded: bucket >> 32) == tag {
-                let slot = Int32(truncatingIfNeeded: bucket)
-                let entry = entries[Int(slot)]
-                if entry & 3 == 0 {
-                    if hot[Int(entry >> 33)].visitorID == visitorID { return slot }
-                } else {
-                    var reader = ColdReader(Self.blob(entry) + 8)
-                    if reader.stringEquals(visitorID) { return slot }
-                }
-            }
-            i = (i + 1) & bucketMask
+        TagIndex.find(buckets, mask: bucketMask, tag: tag) { holds(visitorID, slot: Int32(bitPattern: $0)) }.map { Int32(bitPattern: $0) }
+    }
+
+    /// Whether the visitor in `slot` (hot or cold) is `visitorID`.
+    @inline(__always) private func holds(_ visitorID: String, slot: Int32) -> Bool {
+        let entry = entries[Int(slot)]
+        switch entry & 3 {
+        case 0: return hot[Int(entry >> 33)].visitorID == visitorID
+        case 1:
+            var reader = ColdReader(Self.blob(entry) + 8)
+            return reader.stringEquals(visitorID)
+        default: return false
         }
     }
 
     /// The slot of the first index entry with this tag, or -1: a guess read from the index
     /// alone (no entry, no state), for `slot(of:tag:hint:)` to check later.
     @inline(__always) func candidate(tag: UInt32) -> Int32 {
-        var i = Int(tag) & bucketMask
-        while true {
-            let bucket = buckets[i]
-            if bucket == 0 { return -1 }
-            if UInt32(truncatingIfNeeded: bucket >> 32) == tag { return Int32(truncatingIfNeeded: bucket) }
-            i = (i + 1) & bucketMask
-        }
+        TagIndex.find(buckets, mask: bucketMask, tag: tag) { _ in true }.map { Int32(bitPattern: $0) } ?? -1
     }
 
     /// `slot(of:tag:)`, trying the slot `hint` (from `candidate(tag:)`) first: when it still
     /// holds this visitor, the index is not read again.
     @inline(__always) func slot(of visitorID: String, tag: UInt32, hint: Int32) -> Int32? {
-        if hint >= 0 && Int(hint) < slotCount {
-            let entry = entries[Int(hint)]
-            if entry & 3 == 0 {
-                if hot[Int(entry >> 33)].visitorID == visitorID { return hint }
-            } else if entry & 3 == 1 {
-                var reader = ColdReader(Self.blob(entry) + 8)
-                if reader.stringEquals(visitorID) { return hint }
-            }
-        }
+        if hint >= 0 && Int(hint) < slotCount && holds(visitorID, slot: hint) { return hint }
         return slot(of: visitorID, tag: tag)
     }
 
@@ -208,7 +191,7 @@ final class VisitorTable: @unchecked Sendable {
         }
         entries[Int(slot)] = Self.hotEntry(index: appendHot(state, slot: slot), epoch: epoch)
         if (count + 1) * 4 > (bucketMask + 1) * 3 { growIndex() }
-        place(UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot)))
+        TagIndex.place(buckets, mask: bucketMask, tag: tag, id: UInt32(bitPattern: slot))
         count += 1
         return slot
     }
@@ -241,18 +224,14 @@ final class VisitorTable: @unchecked Sendable {
         return state
     }
 
-    private func place(_ bucket: UInt64) {
-        var i = Int(truncatingIfNeeded: bucket >> 32) & bucketMask
-        while buckets[i] != 0 { i = (i + 1) & bucketMask }
-        buckets[i] = bucket
-    }
-
     private func growIndex() {
         let old = buckets, oldCount = bucketMask + 1
         buckets = .allocate(capacity: oldCount * 2)
         buckets.initialize(repeating: 0, count: oldCount * 2)
         bucketMask = oldCount * 2 - 1
-        for i in 0..<oldCount where old[i] != 0 { place(old[i]) }
+        for i in 0..<oldCount where old[i] != 0 {
+            TagIndex.place(buckets, mask: bucketMask, tag: UInt32(truncatingIfNeeded: old[i] >> 32), id: UInt32(truncatingIfNeeded: old[i]))
+        }
         old.deallocate()
     }
 
