@@ -794,7 +794,8 @@ public struct PartitionProcessor: Sendable {
                     if a >= 0 { visitors.prefetchEntry(a) }
                     if b >= 0 { visitors.prefetchEntry(b) }
                 }
-                decisions += h.page != nil ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
+                let made = h.page != nil ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
+                if !made.isEmpty { decisions += made }
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -809,7 +810,8 @@ public struct PartitionProcessor: Sendable {
                 visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
-                decisions += evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
+                let made = evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
+                if !made.isEmpty { decisions += made }
             case .sessionEnd:
                 // Read through the pointer: a `let` copy of the state would move ~500 bytes.
                 let v = state(timer.slot)

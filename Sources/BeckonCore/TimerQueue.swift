@@ -80,15 +80,25 @@ struct MinHeap<Element: HeapOrdered> {
         return heap.withUnsafeMutableBufferPointer { h in
             let first = h[0]
             let n = h.count
+            // Bottom-up: the hole goes down along the smaller children to a leaf, one
+            // comparison per level, and `last` then rises from there. `last` came from the
+            // bottom and usually belongs near it, so this compares about half as often as
+            // stopping on the way down, and the comparisons on the way down are the ones the
+            // branch predictor cannot guess.
             var i = 0
             while true {
                 let l = 2 * i + 1
                 if l >= n { break }
                 let r = l + 1
                 let child = r < n && Element.precedes(h[r], h[l]) ? r : l
-                guard Element.precedes(h[child], last) else { break }
                 h[i] = h[child]
                 i = child
+            }
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard Element.precedes(last, h[parent]) else { break }
+                h[i] = h[parent]
+                i = parent
             }
             h[i] = last
             return first
@@ -120,7 +130,7 @@ struct Slab<Element> {
     private(set) var items: ContiguousArray<Element> = []
     private var free: [Int32] = []
 
-    mutating func insert(_ element: Element) -> Int32 {
+    mutating func insert(_ element: consuming Element) -> Int32 {
         if let place = free.popLast() {
             items[Int(place)] = element
             return place

@@ -67,6 +67,30 @@ struct HeapTests {
         static func precedes(_ a: Item, _ b: Item) -> Bool { a.key < b.key }
     }
 
+    /// Pushes and pops in any mix: each pop gives the least element pushed and not yet popped.
+    @Test func popsGiveTheLeastInAnyMixOfPushesAndPops() async {
+        await propertyCheck(count: 50, input: Gen.int(in: 0...1_000_000)) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            var heap = MinHeap<Item>()
+            var pending: [Int] = []
+            for _ in 0..<3_000 {
+                if rng.next() % 3 != 0 || pending.isEmpty {
+                    // Few distinct keys, so equal ones meet.
+                    let key = Int(rng.next() % 500)
+                    heap.push(Item(key: key))
+                    pending.append(key)
+                } else {
+                    let least = pending.min()!
+                    pending.remove(at: pending.firstIndex(of: least)!)
+                    #expect(heap.pop()?.key == least, "seed \(seed)")
+                }
+                #expect(heap.count == pending.count)
+            }
+            for key in pending.sorted() { #expect(heap.pop()?.key == key) }
+            #expect(heap.pop() == nil)
+        }
+    }
+
     /// Trimming gives back capacity once most elements are gone, and keeps the order.
     @Test func trimmingShrinksAndKeepsTheOrder() async {
         await propertyCheck(count: 20, input: Gen.int(in: 0...1_000_000)) { seed in
