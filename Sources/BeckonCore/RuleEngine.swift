@@ -446,17 +446,18 @@ extension PartitionProcessor {
         case .all:
             var latest: EventTime?
             var holds = true
-            var reachable = true
             var part = n + 1
             while part < node.end {
                 let (h, at) = evaluateWithWake(part, &v, x)
                 if !h {
+                    // A part that time alone cannot make true: the rest cannot change that.
+                    guard let at else { return (false, nil) }
                     holds = false
-                    if let at { latest = max(latest ?? at, at) } else { reachable = false }
+                    latest = max(latest ?? at, at)
                 }
                 part = program.nodes[Int(part)].end
             }
-            return (holds, holds || !reachable ? nil : latest)
+            return (holds, holds ? nil : latest)
         case .any:
             var earliest: EventTime?
             var part = n + 1
