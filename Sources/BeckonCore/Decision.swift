@@ -21,8 +21,16 @@ public struct Decision: Sendable, Equatable {
     public var action: Action
     public var ruleID: String
     public var ruleVersion: String
-    public var intent: [(String, Double)]
-    public var reason: String
+    /// The intent scores when the rule fired, rounded to 0.001, by intent name.
+    public var intent: [(String, Double)] {
+        intentNames.indices.map { (intentNames[$0], (Double(scores[$0]) * 1000).rounded() / 1000) }
+    }
+    /// Why: the condition, when it became true, and what made it true.
+    public var reason: String {
+        let page = self.page.map { " on \($0)" } ?? ""
+        let after = cause.map { "\($0.rawValue) event\(page)" } ?? "time passing\(page)"
+        return "\(condition) — became true at \(eventTime.rfc3339) after \(after)"
+    }
     public var payload: [(String, String)]
     public var channel: String
     public var eventTime: EventTime
@@ -31,6 +39,40 @@ public struct Decision: Sendable, Equatable {
     public var expiresAt: EventTime
     public var triggerEventID: String
     public var experiment: Experiment
+
+    // What `intent` and `reason` are made from: the processor keeps these as they are, and
+    // the text is written only when the decision is (most of a decision's cost was its text).
+    let intentNames: [String]
+    let scores: SIMD8<Float>
+    let condition: String
+    /// The event type that made the condition true; nil: time passing.
+    let cause: EventType?
+    /// The visitor's page path then.
+    let page: String?
+
+    init(id: String, visitorID: String, userID: String?, action: Action, ruleID: String, ruleVersion: String,
+         intentNames: [String], scores: SIMD8<Float>, condition: String, cause: EventType?, page: String?,
+         payload: [(String, String)], channel: String, eventTime: EventTime, decidedAt: EventTime, expiresAt: EventTime,
+         triggerEventID: String, experiment: Experiment) {
+        self.id = id
+        self.visitorID = visitorID
+        self.userID = userID
+        self.action = action
+        self.ruleID = ruleID
+        self.ruleVersion = ruleVersion
+        self.intentNames = intentNames
+        self.scores = scores
+        self.condition = condition
+        self.cause = cause
+        self.page = page
+        self.payload = payload
+        self.channel = channel
+        self.eventTime = eventTime
+        self.decidedAt = decidedAt
+        self.expiresAt = expiresAt
+        self.triggerEventID = triggerEventID
+        self.experiment = experiment
+    }
 
     public static func makeID(visitorID: String, ruleID: String, trigger: String) -> String {
         StableHash.hex("decision", visitorID, ruleID, trigger)
@@ -46,7 +88,7 @@ public struct Decision: Sendable, Equatable {
         h.combine(ruleID)
         h.append(trigger)
         h.append("@")
-        h.append(String(time.milliseconds))
+        h.append(decimal: time.milliseconds)
         h.endPart()
         return h.hex
     }

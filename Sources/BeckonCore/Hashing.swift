@@ -26,6 +26,27 @@ public struct StableHash: Sendable {
         value = v
     }
 
+    /// Adds the bytes of `String(value)` without making the string.
+    mutating func append(decimal value: Int64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: "-" and 19 digits fit
+        withUnsafeMutableBytes(of: &digits) { out in
+            var n = value.magnitude
+            var at = out.count
+            repeat {
+                at -= 1
+                out[at] = UInt8(truncatingIfNeeded: 48 + n % 10)
+                n /= 10
+            } while n > 0
+            if value < 0 { at -= 1; out[at] = UInt8(ascii: "-") }
+            var v = self.value
+            for byte in out[at...] {
+                v ^= UInt128(byte)
+                v &*= Self.prime
+            }
+            self.value = v
+        }
+    }
+
     /// A separator so ("ab","c") and ("a","bc") differ.
     mutating func endPart() {
         value ^= 0xFF

@@ -297,6 +297,8 @@ public struct PartitionProcessor: Sendable {
     /// The intent model flattened: the features it reads, and per intent its bias and
     /// (feature position, weight, cap) terms.
     private let modelFeatures: [Feature]
+    /// The model's intents' names, in order (each decision carries them with the scores).
+    let intentNames: [String]
     /// The model flattened for `rescore`: intent i's terms are `terms[termStart[i]..<termStart[i + 1]]`.
     private let compiledModel: CompiledModel
     /// Resident visitors' session starts, counted per block of positions: the earliest
@@ -336,6 +338,7 @@ public struct PartitionProcessor: Sendable {
         self.policy = policy
         let features = model.features
         self.modelFeatures = features
+        self.intentNames = model.intents.map(\.name)
         self.compiledModel = CompiledModel(model, features: features)
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
@@ -685,17 +688,25 @@ public struct PartitionProcessor: Sendable {
                 for j in features.indices { values[j] = features[j].value(f, page: page, now: now) }
             }
             // Term by term: a model reads few of its intents × features pairs (the shipped one
-            // 35 of 140), so sums over dense columns would mostly add zeros.
+            // 35 of 140), so sums over dense columns would mostly add zeros. Through buffer
+            // pointers, the scores too: indexing a SIMD value by a variable stored it to the
+            // stack and loaded it back, for every intent.
             m.terms.withUnsafeBufferPointer { terms in
-                var t = 0
-                for i in 0..<m.intentCount {
-                    var z = m.bias[i]
-                    while t < m.termEnd[i] {
-                        z += terms[t].weight * min(values[terms[t].feature], terms[t].cap)
-                        t += 1
+                m.intents.withUnsafeBufferPointer { intents in
+                    withUnsafeMutableBytes(of: &scores) { raw in
+                        let out = raw.bindMemory(to: Float.self)
+                        var t = 0
+                        for i in intents.indices {
+                            var z = intents[i].bias
+                            let end = intents[i].termEnd
+                            while t < end {
+                                z += terms[t].weight * min(values[terms[t].feature], terms[t].cap)
+                                t += 1
+                            }
+                            // Float, the precision scores are kept in: expf is about twice as fast as exp.
+                            out[i] = 1 / (1 + expf(Float(-z)))
+                        }
                     }
-                    // Float, the precision scores are kept in: expf is about twice as fast as exp.
-                    scores[i] = 1 / (1 + expf(Float(-z)))
                 }
             }
         }
@@ -711,20 +722,22 @@ public struct PartitionProcessor: Sendable {
             /// Position in the model's feature list.
             var feature: Int
         }
-        var bias = SIMD8<Double>()
-        var termEnd = SIMD8<Int32>()
+        struct Intent: Sendable {
+            var bias: Double
+            /// Where its terms end in `terms` (they start where the previous intent's end).
+            var termEnd: Int
+        }
+        var intents: [Intent] = []
         var terms: [Term] = []
-        let intentCount: Int
-        var isEmpty: Bool { intentCount == 0 }
+        var isEmpty: Bool { intents.isEmpty }
 
         init(_ model: IntentModel, features: [Feature]) {
-            intentCount = model.intents.count
-            for (i, intent) in model.intents.enumerated() {
-                bias[i] = intent.bias
+            precondition(model.intents.count <= IntentScores.scalarCount, "at most \(IntentScores.scalarCount) intents")
+            for intent in model.intents {
                 for term in intent.terms {
                     terms.append(Term(weight: term.weight, cap: term.cap ?? .infinity, feature: features.firstIndex(of: term.feature)!))
                 }
-                termEnd[i] = Int32(terms.count)
+                intents.append(Intent(bias: intent.bias, termEnd: terms.count))
             }
         }
     }

@@ -565,14 +565,13 @@ extension PartitionProcessor {
         let order = risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
         let triggerID: String
         if case .event(_, let id) = trigger { triggerID = id } else { triggerID = visitor.pageEventID }
-        let firing = "\(triggerID)@\(time.milliseconds)"
         let tick = Tick(time)
         let visitorID = visitor.visitorID
         func suppress(_ i: Int, _ reason: Policy.Suppression, _ processor: inout PartitionProcessor) {
             let ruleID = processor.rules.rules[i].id
             processor.statistics.suppressed[reason.rawValue, default: 0] += 1
             processor.suppressions.append(SuppressedFiring(
-                id: StableHash.hex("suppression", visitorID, ruleID, firing, reason.rawValue), visitorID: visitorID, ruleID: ruleID,
+                id: StableHash.hex("suppression", visitorID, ruleID, "\(triggerID)@\(time.milliseconds)", reason.rawValue), visitorID: visitorID, ruleID: ruleID,
                 ruleVersion: processor.rules.rules[i].version, action: processor.rules.rules[i].action, reason: reason, eventTime: time,
                 triggerEventID: triggerID))
         }
@@ -612,28 +611,24 @@ extension PartitionProcessor {
             winner = (i, Self.inHoldout(visitorID: visitorID, ruleID: rules.rules[i].id, share: rules.rules[i].holdout))
         }
         guard let (index, holdout) = winner else { return [] }
-        let rule = rules.rules[index]
+        // Fields, not a `Rule` copy (see above).
+        let action = rules.rules[index].action, ruleID = rules.rules[index].id
         if holdout { suppress(index, .holdout, &self) }
-        let id = Decision.makeID(visitorID: visitorID, ruleID: rule.id, trigger: triggerID, at: time)
+        let id = Decision.makeID(visitorID: visitorID, ruleID: ruleID, trigger: triggerID, at: time)
         let ruleHash = ruleHashes[index]
-        visitors.updateSidecar(slot) { $0.prompts.lastPrompt = time; $0.prompts.record(rule: ruleHash, decisionID: id, action: rule.action, at: time) }
-        if rule.action == .coupon && !holdout, policy.couponsPerHour != nil {
+        visitors.updateSidecar(slot) { $0.prompts.lastPrompt = time; $0.prompts.record(rule: ruleHash, decisionID: id, action: action, at: time) }
+        if action == .coupon && !holdout, policy.couponsPerHour != nil {
             couponsByHour[hour, default: 0] += 1
             if couponsByHour.count > 4 { couponsByHour = couponsByHour.filter { $0.key >= hour - 2 } }
         }
-        let payload = rule.payload.map { ($0.0, fill($0.1, &visitor, context)) }
-        let on = pages.path(visitor.pageID).map { " on \($0)" } ?? ""
-        let cause: String
-        switch trigger {
-        case .event(let type, _): cause = "\(type.rawValue) event\(on)"
-        case .timer: cause = "time passing\(on)"
-        }
+        let payload = rules.rules[index].payload.map { ($0.0, fill($0.1, &visitor, context)) }
+        let cause: EventType?
+        if case .event(let type, _) = trigger { cause = type } else { cause = nil }
         return [Decision(
-            id: id, visitorID: visitorID, userID: sidecar?.userID, action: rule.action, ruleID: rule.id, ruleVersion: rule.version,
-            intent: model.intents.indices.map { (model.intents[$0].name, (Double(visitor.scores[$0]) * 1000).rounded() / 1000) },
-            reason: "\(rule.conditionText) — became true at \(time.rfc3339) after \(cause)",
+            id: id, visitorID: visitorID, userID: sidecar?.userID, action: action, ruleID: ruleID, ruleVersion: rules.rules[index].version,
+            intentNames: intentNames, scores: visitor.scores, condition: rules.rules[index].conditionText, cause: cause, page: pages.path(visitor.pageID),
             payload: payload, channel: context.channel, eventTime: time, decidedAt: wallNow,
-            expiresAt: time + rule.expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
+            expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
     }
 
     /// A deterministic share of visitors per rule: the same visitor is always in or out.

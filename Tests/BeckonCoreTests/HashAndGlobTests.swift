@@ -10,7 +10,7 @@ struct HashAndGlobTests {
         #expect(Decision.makeID(visitorID: "v-1", ruleID: "checkout-payment-dwell", trigger: "e-1") == "1fd827010e4a1f8517942c5ebee4eeea")
         #expect(StableHash.hex("ab", "c") != StableHash.hex("a", "bc"))
         // The id of a firing hashes "trigger@milliseconds" as one part, without making it.
-        for ms: Int64 in [0, 7, 1_772_445_600_123, -5] {
+        for ms: Int64 in [0, 7, 10, 1_772_445_600_123, -5, .max, .min] {
             #expect(Decision.makeID(visitorID: "v-1", ruleID: "r", trigger: "e-1", at: EventTime(milliseconds: ms))
                 == Decision.makeID(visitorID: "v-1", ruleID: "r", trigger: "e-1@\(ms)"))
         }
