@@ -203,7 +203,8 @@ struct HeldQueue: Sendable {
         var userID: String?
     }
 
-    private var heap = MinHeap<Key>()
+    /// Events mostly arrive in time order: those go through the run, not the heap.
+    private var heap = RunQueue<Key>()
     private var slab = Slab<Held?>()
     private var events = Slab<Event?>()
 
@@ -211,7 +212,7 @@ struct HeldQueue: Sendable {
     var nextTime: EventTime? { heap.first?.time }
     /// Slot hints of the visitors whose events come next, and after that one of two.
     var nextHints: (Int32, Int32, Int32) {
-        let (a, b) = heap.runnersUp
+        let (a, b) = heap.following
         return (hint(heap.first), hint(a), hint(b))
     }
     @inline(__always) private func hint(_ key: Key?) -> Int32 {

@@ -124,6 +124,63 @@ extension MinHeap {
 
 extension MinHeap: Sendable where Element: Sendable {}
 
+/// A min-queue for elements that mostly arrive in order, as a partition's events do: one
+/// not before the latest in-order element joins a run (in and out in constant time); any
+/// other goes to a heap; a pop takes the lesser of the two fronts. Pops come out in
+/// `precedes` order whatever the order of pushes: the run is ordered, and so is the heap.
+struct RunQueue<Element: HeapOrdered> {
+    /// In order from `head` on; the places before `head` are popped.
+    private var run: ContiguousArray<Element> = []
+    private var head = 0
+    private var heap = MinHeap<Element>()
+
+    var count: Int { run.count - head + heap.count }
+    var first: Element? { runLeads ? run[head] : heap.first }
+    /// Two elements one of which comes after the first, as far as they are known cheaply
+    /// (for prefetching; nil where there is none).
+    var following: (Element?, Element?) {
+        if runLeads { return (head + 1 < run.count ? run[head + 1] : nil, heap.first) }
+        return (head < run.count ? run[head] : nil, heap.runnersUp.0)
+    }
+    /// Every element, in no particular order.
+    var unordered: [Element] { Array(run[head...]) + Array(heap.unordered) }
+    /// How many went to the heap, having come out of order (statistics for benchmarks).
+    private(set) var outOfOrderPushes = 0
+
+    /// Whether the first element is the run's.
+    @inline(__always) private var runLeads: Bool {
+        guard head < run.count else { return false }
+        guard let h = heap.first else { return true }
+        return !Element.precedes(h, run[head])
+    }
+
+    mutating func push(_ element: Element) {
+        if head == run.count || !Element.precedes(element, run[run.count - 1]) {
+            run.append(element)
+        } else {
+            outOfOrderPushes &+= 1
+            heap.push(element)
+        }
+    }
+
+    mutating func pop() -> Element? {
+        guard runLeads else { return heap.pop() }
+        let element = run[head]
+        head += 1
+        if head == run.count {
+            run.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= run.count {
+            // The popped half goes: at most as many moves as pops since the last time.
+            run.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+}
+
+extension RunQueue: Sendable where Element: Sendable {}
+
 /// Elements in reusable places: `insert` returns a place that stays the element's until
 /// `release`, and fills released places before growing.
 struct Slab<Element> {

@@ -91,6 +91,38 @@ struct HeapTests {
         }
     }
 
+    /// The run queue, fed as a partition feeds it (mostly in order, some late, equal keys),
+    /// pops exactly what a sorted reference does, through its run's compactions.
+    @Test func runQueuePopsTheLeastWhateverTheArrivalOrder() async {
+        await propertyCheck(count: 30, input: Gen.int(in: 0...1_000_000)) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            var queue = RunQueue<Item>()
+            var pending: [Int] = []
+            var clock = 0
+            let lateShare = Int(rng.next() % 50)  // percent of pushes that come late
+            for step in 0..<8_000 {
+                // Pushes outnumber pops first, so the run grows past its compaction size.
+                let pushShare: UInt64 = step < 4_000 ? 70 : 35
+                if rng.next() % 100 < pushShare || pending.isEmpty {
+                    clock += Int(rng.next() % 3)
+                    let late = Int(rng.next() % 100) < lateShare
+                    let key = late ? max(0, clock - Int(rng.next() % 40)) : clock
+                    queue.push(Item(key: key))
+                    pending.append(key)
+                } else {
+                    let least = pending.min()!
+                    #expect(queue.first?.key == least, "seed \(seed)")
+                    pending.remove(at: pending.firstIndex(of: least)!)
+                    #expect(queue.pop()?.key == least, "seed \(seed)")
+                }
+                #expect(queue.count == pending.count)
+            }
+            #expect(queue.unordered.map(\.key).sorted() == pending.sorted())
+            for key in pending.sorted() { #expect(queue.pop()?.key == key) }
+            #expect(queue.pop() == nil && queue.first == nil)
+        }
+    }
+
     /// Trimming gives back capacity once most elements are gone, and keeps the order.
     @Test func trimmingShrinksAndKeepsTheOrder() async {
         await propertyCheck(count: 20, input: Gen.int(in: 0...1_000_000)) { seed in
