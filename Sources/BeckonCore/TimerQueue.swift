@@ -135,7 +135,8 @@ struct RunQueue<Element: HeapOrdered> {
     private var heap = MinHeap<Element>()
 
     var count: Int { run.count - head + heap.count }
-    var first: Element? { runLeads ? run[head] : heap.first }
+    /// Kept, not worked out: the processor asks for it twice per event.
+    private(set) var first: Element?
     /// Two elements one of which comes after the first, as far as they are known cheaply
     /// (for prefetching; nil where there is none).
     var following: (Element?, Element?) {
@@ -161,22 +162,48 @@ struct RunQueue<Element: HeapOrdered> {
             outOfOrderPushes &+= 1
             heap.push(element)
         }
+        if let f = first, !Element.precedes(element, f) { return }
+        first = element
     }
 
     mutating func pop() -> Element? {
-        guard runLeads else { return heap.pop() }
-        let element = run[head]
-        head += 1
-        if head == run.count {
-            run.removeAll(keepingCapacity: true)
+        guard let element = first else { return nil }
+        if runLeads {
+            head += 1
+            if head == run.count {
+                run.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 1024 && head * 2 >= run.count {
+                // The popped half goes: at most as many moves as pops since the last time.
+                run.removeFirst(head)
+                head = 0
+            }
+        } else {
+            _ = heap.pop()
+        }
+        first = runLeads ? run[head] : heap.first
+        return element
+    }
+
+    /// Gives back memory: drops the popped places once they are a quarter of the run, and
+    /// shrinks the run's and the heap's buffers once less than two thirds of them are used
+    /// (see `MinHeap.trim`).
+    mutating func trim() {
+        heap.trim()
+        let live = run.count - head
+        if run.capacity > 4096 && live * 3 < run.capacity * 2 {
+            var smaller = ContiguousArray<Element>()
+            smaller.reserveCapacity(live + live / 8)
+            smaller.append(contentsOf: run[head...])
+            run = smaller
             head = 0
-        } else if head >= 1024 && head * 2 >= run.count {
-            // The popped half goes: at most as many moves as pops since the last time.
+        } else if head > 0 && head * 4 >= run.count {
             run.removeFirst(head)
             head = 0
         }
-        return element
     }
+
+    var capacity: Int { run.capacity + heap.capacity }
 }
 
 extension RunQueue: Sendable where Element: Sendable {}
@@ -210,7 +237,9 @@ extension Slab: Sendable where Element: Sendable {}
 
 /// The timers of a partition, popped in deterministic order.
 public struct TimerQueue: Sendable {
-    private var heap = MinHeap<VisitorTimer>()
+    /// Mostly in order: a visitor's session-end timer is due a session gap after its
+    /// latest event, and those come in time order.
+    private var heap = RunQueue<VisitorTimer>()
 
     public init() {}
 
@@ -219,7 +248,7 @@ public struct TimerQueue: Sendable {
 
     public mutating func schedule(_ timer: VisitorTimer) { heap.push(timer) }
 
-    /// Gives back memory once most timers have fired (see `MinHeap.trim`).
+    /// Gives back memory once most timers have fired (see `RunQueue.trim`).
     mutating func trim() { heap.trim() }
 
     /// Removes and returns the earliest timer if it is due at `time` or before.
