@@ -40,7 +40,7 @@ struct PageTable: Sendable {
     private(set) var count = 0
 
     @inline(__always) private static func tag(_ path: String) -> UInt32 {
-        let h = fnv64(path)
+        let h = wordHash(path)
         return UInt32(truncatingIfNeeded: h ^ (h >> 32)) | 1
     }
 

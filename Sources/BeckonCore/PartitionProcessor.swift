@@ -58,7 +58,7 @@ struct RecentEventIDs: Sendable, Equatable {
     private var hashes: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
     private var next: UInt8 = 0
 
-    static func hash(_ id: String) -> UInt64 { fnv64(id) }
+    static func hash(_ id: String) -> UInt64 { wordHash(id) }
 
     static func == (a: RecentEventIDs, b: RecentEventIDs) -> Bool {
         a.next == b.next && withUnsafeBytes(of: a.hashes) { x in withUnsafeBytes(of: b.hashes) { y in x.elementsEqual(y) } }

@@ -136,7 +136,7 @@ final class VisitorTable: @unchecked Sendable {
 
     /// The id's 32-bit tag (never 0); its low bits pick the home bucket.
     @inline(__always) func tag(of visitorID: String) -> UInt32 {
-        var h = fnv64(visitorID, seed: seed)
+        var h = wordHash(visitorID, seed: seed)
         h = (h ^ (h >> 32)) &* 0x9E37_79B9_7F4A_7C15
         return UInt32(truncatingIfNeeded: h >> 32) | 1
     }

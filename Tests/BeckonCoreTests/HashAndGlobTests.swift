@@ -1,4 +1,4 @@
-import BeckonCore
+@testable import BeckonCore
 import Testing
 
 @Suite("Stable hashing and path globs")
@@ -14,6 +14,29 @@ struct HashAndGlobTests {
             #expect(Decision.makeID(visitorID: "v-1", ruleID: "r", trigger: "e-1", at: EventTime(milliseconds: ms))
                 == Decision.makeID(visitorID: "v-1", ruleID: "r", trigger: "e-1@\(ms)"))
         }
+    }
+
+    /// The in-memory hash of ids and paths: every byte counts, at any length (the last
+    /// partial word included), and ids of the simulator's shape do not collide.
+    @Test func wordHashSeesEveryByte() {
+        for length in 0...40 {
+            let base = Array("The quick brown fox jumps over the lazy dog".utf8.prefix(length))
+            var seen: Set<UInt64> = [wordHash(String(decoding: base, as: UTF8.self))]
+            for i in base.indices {
+                var changed = base
+                changed[i] ^= 0x01
+                #expect(seen.insert(wordHash(String(decoding: changed, as: UTF8.self))).inserted, "length \(length), byte \(i)")
+            }
+            // A trailing zero byte is not the same as no byte.
+            #expect(wordHash(String(decoding: base + [0], as: UTF8.self)) != wordHash(String(decoding: base, as: UTF8.self)))
+        }
+        var ids: Set<UInt64> = []
+        for v in 0..<20_000 {
+            for k in 1...10 { ids.insert(wordHash("e-v-\(100_000 + v)-\(k)")) }
+        }
+        #expect(ids.count == 200_000)
+        #expect(!ids.contains(0))
+        #expect(wordHash("v-1", seed: 1) != wordHash("v-1", seed: 2))
     }
 
     @Test(arguments: [
