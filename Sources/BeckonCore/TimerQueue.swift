@@ -145,8 +145,6 @@ struct RunQueue<Element: HeapOrdered> {
     }
     /// Every element, in no particular order.
     var unordered: [Element] { Array(run[head...]) + Array(heap.unordered) }
-    /// How many went to the heap, having come out of order (statistics for benchmarks).
-    private(set) var outOfOrderPushes = 0
 
     /// Whether the first element is the run's.
     @inline(__always) private var runLeads: Bool {
@@ -159,7 +157,6 @@ struct RunQueue<Element: HeapOrdered> {
         if head == run.count || !Element.precedes(element, run[run.count - 1]) {
             run.append(element)
         } else {
-            outOfOrderPushes &+= 1
             heap.push(element)
         }
         if let f = first, !Element.precedes(element, f) { return }
@@ -202,8 +199,6 @@ struct RunQueue<Element: HeapOrdered> {
             head = 0
         }
     }
-
-    var capacity: Int { run.capacity + heap.capacity }
 }
 
 extension RunQueue: Sendable where Element: Sendable {}
