@@ -241,6 +241,29 @@ struct IntentModelTests {
         #expect(scores.allSatisfy { $0.1 >= 0 && $0.1 <= 1 })
     }
 
+    /// Whatever happened to a visitor, its scores are the model's formula (in Double) over
+    /// its features: recomputed whenever a feature changes, and computed right.
+    @Test func scoresAreTheFormulaOverTheCurrentFeatures() async throws {
+        let model = try shippedModel()
+        await propertyCheck(count: 40, input: Gen.int(in: 0...1_000_000)) { seed in
+            var p = PartitionProcessor(rules: .empty, model: model, configuration: configuration(lateness: 5, idleAfter: 2))
+            let events = Journey(seed: UInt64(seed), visitors: 3).shuffled(seed: UInt64(seed), lateness: .seconds(5))
+            var worst = 0.0, compared = 0
+            for e in events {
+                _ = p.process(e, arrivedAt: e.time)
+                for visitor in ["v0", "v1", "v2"] {
+                    guard let features = p.features(of: visitor), let scores = p.scores(of: visitor) else { continue }
+                    for (intent, score) in zip(model.intents, scores) {
+                        worst = max(worst, abs(score.1 - intent.score { features[$0]! }))
+                    }
+                    compared += 1
+                }
+            }
+            #expect(compared > 0)
+            #expect(worst < 1e-5, "seed \(seed): a score is off by \(worst)")
+        }
+    }
+
     @Test(arguments: [
         ("intents:\n  needs_help: {bias: 1, weights: {form_errors_5mn: 1}}\n", 2, 35, "unknown feature 'form_errors_5mn'; did you mean 'form_errors_5m'?"),
         ("intents:\n  needs_help: {bias: x, weights: {help_views: 1}}\n", 2, 22, "bias must be a number"),
