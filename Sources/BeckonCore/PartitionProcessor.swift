@@ -220,8 +220,8 @@ struct HeldQueue: Sendable {
 
     /// Events mostly arrive in time order: those go through the run, not the heap.
     private var heap = RunQueue<Key>()
-    private var slab = Slab<Held?>()
-    private var events = Slab<Event?>()
+    private var slab = MovingSlab<Held>()
+    private var events = MovingSlab<Event>()
 
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
@@ -232,12 +232,12 @@ struct HeldQueue: Sendable {
     }
     @inline(__always) private func hint(_ key: Key?) -> Int32 {
         guard let key else { return -1 }
-        return slab[key.index]?.hint ?? -1
+        return slab[key.index].hint
     }
     /// Held page events with a path (each holds a reference to its `PageTable` id).
     private(set) var pageReferences = 0
     /// The earliest position (Kafka offset) of a held event, if any has one.
-    var earliestPosition: Int64? { heap.unordered.lazy.map { self.slab[$0.index]!.position }.filter { $0 >= 0 }.min() }
+    var earliestPosition: Int64? { heap.unordered.lazy.map { self.slab[$0.index].position }.filter { $0 >= 0 }.min() }
 
     mutating func push(page event: borrowing Event, pageID: UInt32, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
         let page = PageEvent(id: event.id, visitorID: event.visitorID, channel: event.channel, userID: event.userID)
@@ -254,19 +254,14 @@ struct HeldQueue: Sendable {
     /// The earliest held event, moved out.
     mutating func pop() -> Held? {
         guard let key = heap.pop() else { return nil }
-        var taken: Held?
-        swap(&taken, &slab[key.index])
-        slab.release(key.index)
-        if taken.unsafelyUnwrapped.pageID != 0 { pageReferences -= 1 }
+        let taken = slab.take(key.index)
+        if taken.pageID != 0 { pageReferences -= 1 }
         return taken
     }
 
     /// A held session opener's event (once: its place is freed).
     mutating func takeEvent(_ held: HeldQueue.Held) -> Event {
-        var taken: Event?
-        swap(&taken, &events[held.event])
-        events.release(held.event)
-        return taken.unsafelyUnwrapped
+        events.take(held.event)
     }
 }
 

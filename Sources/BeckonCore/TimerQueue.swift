@@ -252,3 +252,90 @@ public struct TimerQueue: Sendable {
         return heap.pop()
     }
 }
+
+/// A slab whose elements are moved in and moved out: no optional to wrap them in, no copy
+/// on the way out (each copy of a held page event retained its four strings, and assigning
+/// an optional one into an array place was an outlined call of 140 instructions).
+///
+/// A value type over a buffer it shares until it is changed: the first change after a copy
+/// copies the live elements.
+struct MovingSlab<Element> {
+    private final class Storage {
+        // Unchecked: only the slab reaches these, never two accesses overlapping; checked,
+        // each access cost a call to swift_beginAccess and one to swift_endAccess.
+        @exclusivity(unchecked) var base: UnsafeMutablePointer<Element>
+        @exclusivity(unchecked) var capacity: Int
+        /// Places handed out so far; those below it not in `free` hold an element.
+        @exclusivity(unchecked) var used = 0
+        @exclusivity(unchecked) var free: [Int32] = []
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = .allocate(capacity: capacity)
+        }
+
+        /// The places that hold an element.
+        var live: [Int] {
+            var isFree = [Bool](repeating: false, count: used)
+            for place in free { isFree[Int(place)] = true }
+            return (0..<used).filter { !isFree[$0] }
+        }
+
+        func copy() -> Storage {
+            let other = Storage(capacity: capacity)
+            for i in live { (other.base + i).initialize(to: base[i]) }
+            other.used = used
+            other.free = free
+            return other
+        }
+
+        deinit {
+            for i in live { (base + i).deinitialize(count: 1) }
+            base.deallocate()
+        }
+    }
+
+    private var storage = Storage(capacity: 16)
+
+    /// Elements held.
+    var count: Int { storage.used - storage.free.count }
+
+    @inline(__always) private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    mutating func insert(_ element: consuming Element) -> Int32 {
+        makeUnique()
+        let s = storage
+        let place: Int
+        if let reused = s.free.popLast() {
+            place = Int(reused)
+        } else {
+            if s.used == s.capacity {
+                let bigger = UnsafeMutablePointer<Element>.allocate(capacity: s.capacity * 2)
+                bigger.moveInitialize(from: s.base, count: s.used)
+                s.base.deallocate()
+                s.base = bigger
+                s.capacity *= 2
+            }
+            place = s.used
+            s.used += 1
+        }
+        (s.base + place).initialize(to: element)
+        return Int32(place)
+    }
+
+    /// Moves the element out; its place is free for the next `insert`.
+    mutating func take(_ place: Int32) -> Element {
+        makeUnique()
+        storage.free.append(place)
+        return (storage.base + Int(place)).move()
+    }
+
+    /// A held element, to read (valid until the next change).
+    @inline(__always) subscript(place: Int32) -> Element {
+        @inline(__always) _read { yield storage.base[Int(place)] }
+    }
+}
+
+extension MovingSlab: @unchecked Sendable where Element: Sendable {}
