@@ -31,7 +31,8 @@ struct MetricsServerTests {
 
     @Test func servesThePrometheusTextOfItsRegistry() throws {
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(name: "beckon_dead_letters_total", labels: [("reason", "invalid_json")]).increment(by: Int64(3))
+        let deadLetters = MetricNameDescriptor(namespace: "beckon", metricName: "dead_letters", unitName: "total", helpText: "Events sent to the dead-letter topic")
+        registry.makeCounter(descriptor: deadLetters, labels: [("reason", "invalid_json")]).increment(by: Int64(3))
         let server = try MetricsServer(listen: "127.0.0.1:0", registry: registry)
         defer { server.close() }
         #expect(server.port > 0)
