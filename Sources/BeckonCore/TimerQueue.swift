@@ -125,9 +125,10 @@ extension MinHeap {
 extension MinHeap: Sendable where Element: Sendable {}
 
 /// A min-queue for elements that mostly arrive in order, as a partition's events do: one
-/// not before the latest in-order element joins a run (in and out in constant time); any
-/// other goes to a heap; a pop takes the lesser of the two fronts. Pops come out in
-/// `precedes` order whatever the order of pushes: the run is ordered, and so is the heap.
+/// not before the latest in-order element joins a run (in and out in constant time), and so
+/// does one that belongs among the run's last few; any other goes to a heap; a pop takes
+/// the lesser of the two fronts. Pops come out in `precedes` order whatever the order of
+/// pushes: the run is ordered, and so is the heap.
 struct RunQueue<Element: HeapOrdered> {
     /// In order from `head` on; the places before `head` are popped.
     private var run: ContiguousArray<Element> = []
@@ -156,11 +157,34 @@ struct RunQueue<Element: HeapOrdered> {
     mutating func push(_ element: Element) {
         if head == run.count || !Element.precedes(element, run[run.count - 1]) {
             run.append(element)
-        } else {
+        } else if !insertNearEnd(element) {
             heap.push(element)
         }
         if let f = first, !Element.precedes(element, f) { return }
         first = element
+    }
+
+    /// How far back from the run's end an element that precedes the end is inserted, rather
+    /// than pushed on the heap.
+    static var nearEnd: Int { 32 }
+
+    /// Inserts `element`, which precedes the run's last element, in its place among the last
+    /// `nearEnd` ones, if it belongs there. Events with the same time arrive in whatever order
+    /// (the ids break the tie): at 1,000,000 visitors about eight share a millisecond, and
+    /// half of them went to the heap, whose pops then took a tenth of the core's time.
+    private mutating func insertNearEnd(_ element: Element) -> Bool {
+        let n = run.count
+        let limit = max(head, n - Self.nearEnd)
+        var place = n - 1
+        while place > limit && Element.precedes(element, run[place - 1]) { place -= 1 }
+        if place > head && Element.precedes(element, run[place - 1]) { return false }
+        run.append(element)
+        run.withUnsafeMutableBufferPointer { r in
+            var i = n
+            while i > place { r[i] = r[i - 1]; i -= 1 }
+            r[place] = element
+        }
+        return true
     }
 
     mutating func pop() -> Element? {
