@@ -216,16 +216,16 @@ final class VisitorTable: @unchecked Sendable {
         hotCapacity = capacity
     }
 
-    /// Takes the hot state at `index` out; the last hot state moves into its place.
-    @discardableResult private func removeHot(at index: Int) -> VisitorState {
-        let state = (hot + index).move()
+    /// Destroys the hot state at `index` in place (no copy out: 460 bytes each freeze); the
+    /// last hot state moves into its place.
+    private func removeHot(at index: Int) {
+        (hot + index).deinitialize(count: 1)
         hotCount -= 1
         if index != hotCount {
             (hot + index).moveInitialize(from: hot + hotCount, count: 1)
             let moved = Int(hot[index].handle)
             entries[moved] = entries[moved] & ((1 << 33) - 1) | UInt64(index) << 33
         }
-        return state
     }
 
     private func growIndex() {
