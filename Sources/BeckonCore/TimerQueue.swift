@@ -1,3 +1,5 @@
+import CBeckonSIMD
+
 /// A pending event-time timer for one visitor (by slot in the visitor table).
 public struct VisitorTimer: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -55,8 +57,6 @@ struct MinHeap<Element: HeapOrdered> {
 
     var count: Int { heap.count }
     var first: Element? { heap.first }
-    /// The first's children: the element that comes after the first is one of them.
-    var runnersUp: (Element?, Element?) { (heap.count > 1 ? heap[1] : nil, heap.count > 2 ? heap[2] : nil) }
     /// Every element, in no particular order.
     var unordered: ContiguousArray<Element> { heap }
 
@@ -138,12 +138,9 @@ struct RunQueue<Element: HeapOrdered> {
     var count: Int { run.count - head + heap.count }
     /// Kept, not worked out: the processor asks for it twice per event.
     private(set) var first: Element?
-    /// Two elements one of which comes after the first, as far as they are known cheaply
-    /// (for prefetching; nil where there is none).
-    var following: (Element?, Element?) {
-        if runLeads { return (head + 1 < run.count ? run[head + 1] : nil, heap.first) }
-        return (head < run.count ? run[head] : nil, heap.runnersUp.0)
-    }
+    /// The run's element `k` places after its front: a guess at what comes `k` pops from
+    /// now (for prefetching; the heap's elements, rare, are left out).
+    @inline(__always) func ahead(_ k: Int) -> Element? { head + k < run.count ? run[head + k] : nil }
     /// Every element, in no particular order.
     var unordered: [Element] { Array(run[head...]) + Array(heap.unordered) }
 
@@ -323,6 +320,11 @@ struct MovingSlab<Element> {
 
     /// Elements held.
     var count: Int { storage.used - storage.free.count }
+
+    /// Starts loading the element at `place` into cache (a hint).
+    @inline(__always) func prefetch(_ place: Int32) {
+        beckon_prefetch(storage.base + Int(place), MemoryLayout<Element>.stride)
+    }
 
     @inline(__always) private mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }

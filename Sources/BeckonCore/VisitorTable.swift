@@ -304,10 +304,26 @@ final class VisitorTable: @unchecked Sendable {
     /// Starts loading a slot's entry into cache (a hint).
     @inline(__always) func prefetchEntry(_ slot: Int32) { beckon_prefetch(entries + Int(slot), 8) }
 
-    /// Starts loading a hot visitor's state into cache (a hint; see `beckon_prefetch`).
-    @inline(__always) func prefetch(_ slot: Int32) {
+    /// Starts loading the index bucket where a visitor with `tag` is looked for first.
+    @inline(__always) func prefetchBucket(tag: UInt32) { beckon_prefetch(buckets + (Int(tag) & bucketMask), 8) }
+
+    /// Starts loading the slot entry of the visitor the index names for `tag`, if any.
+    @inline(__always) func prefetchEntry(tag: UInt32) {
+        let slot = candidate(tag: tag)
+        if slot >= 0 { prefetchEntry(slot) }
+    }
+
+    /// Starts loading the state (hot) or the compact form (cold) of the visitor the index
+    /// names for `tag`, if any (a hint; see `beckon_prefetch`).
+    @inline(__always) func prefetch(tag: UInt32) {
+        let slot = candidate(tag: tag)
+        guard slot >= 0 else { return }
         let entry = entries[Int(slot)]
-        if entry & 3 == 0 { beckon_prefetch(hot + Int(entry >> 33), MemoryLayout<VisitorState>.size) }
+        switch entry & 3 {
+        case 0: beckon_prefetch(hot + Int(entry >> 33), MemoryLayout<VisitorState>.size)
+        case 1: beckon_prefetch(Self.blob(entry), 128)
+        default: break
+        }
     }
 
     /// Moves a hot visitor to its compact form (its sidecar goes inside).
