@@ -10,7 +10,7 @@ public struct Tick: Comparable, Hashable, Sendable {
 
     init(value: Int32) { self.value = value }
 
-    public init(_ time: EventTime) {
+    @inline(__always) public init(_ time: EventTime) {
         let d = time.milliseconds - Self.epochMilliseconds
         let floor = d >= 0 ? d / 100 : -((-d + 99) / 100)
         value = Int32(clamping: floor)

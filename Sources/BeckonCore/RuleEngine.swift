@@ -10,8 +10,12 @@ struct RuleBits: Sendable, Equatable {
     private var low: UInt64 = 0
     private var high: [UInt64] = []
 
-    func contains(_ i: Int) -> Bool {
-        if i < 64 { return low & (1 << UInt64(i)) != 0 }
+    /// Inlined: asked once per rule evaluated, and the first 64 rules need one test.
+    @inline(__always) func contains(_ i: Int) -> Bool {
+        i < 64 ? low & (1 << UInt64(i)) != 0 : containsBeyond64(i)
+    }
+
+    private func containsBeyond64(_ i: Int) -> Bool {
         let word = i / 64 - 1
         return word < high.count && high[word] & (1 << UInt64(i % 64)) != 0
     }
