@@ -172,9 +172,10 @@ struct RunQueue<Element: HeapOrdered> {
     private mutating func insertNearEnd(_ element: Element) -> Bool {
         let n = run.count
         let limit = max(head, n - Self.nearEnd)
+        // Farther back than that (a timer due long before the last one): one comparison.
+        if limit > head && Element.precedes(element, run[limit - 1]) { return false }
         var place = n - 1
         while place > limit && Element.precedes(element, run[place - 1]) { place -= 1 }
-        if place > head && Element.precedes(element, run[place - 1]) { return false }
         run.append(element)
         run.withUnsafeMutableBufferPointer { r in
             var i = n
