@@ -200,7 +200,8 @@ struct HeldQueue: Sendable {
         var idHash: UInt64
         var position: Int64
         var tag: UInt32
-        /// The slot the visitor's index pointed to at arrival (-1: none), checked at release.
+        /// The visitor's slot when it was held, checked at release (-1: unknown; a page event
+        /// is held without looking its visitor up).
         var hint: Int32
         /// The page event's interned path (retained while held); 0 for none or another event.
         var pageID: UInt32
@@ -827,8 +828,8 @@ public struct PartitionProcessor: Sendable {
                 // worth it once the states outgrow the cache: measured 6% slower at 2,000
                 // visitors, 8-20% faster at 300,000 and 1,000,000). Finding a visitor is three
                 // dependent reads (index bucket, slot entry, state), so each is started one
-                // event before the next needs it: the bucket and held event two ahead, the
-                // slot entry one ahead, the state of the next.
+                // event before the next needs it: for the third event in line its bucket and
+                // held entry, for the second its slot entry, for the next its state.
                 if visitors.count > 16_384 {
                     if let far = held.ahead(2) { visitors.prefetchBucket(tag: far.tag); held.prefetch(far) }
                     if let near = held.ahead(1) { visitors.prefetchEntry(tag: near.tag) }

@@ -164,13 +164,13 @@ final class VisitorTable: @unchecked Sendable {
     }
 
     /// The slot of the first index entry with this tag, or -1: a guess read from the index
-    /// alone (no entry, no state), for `slot(of:tag:hint:)` to check later.
+    /// alone (no entry, no state), to prefetch by.
     @inline(__always) func candidate(tag: UInt32) -> Int32 {
         TagIndex.find(buckets, mask: bucketMask, tag: tag) { _ in true }.map { Int32(bitPattern: $0) } ?? -1
     }
 
-    /// `slot(of:tag:)`, trying the slot `hint` (from `candidate(tag:)`) first: when it still
-    /// holds this visitor, the index is not read again.
+    /// `slot(of:tag:)`, trying the slot `hint` first (-1: none): when it still holds this
+    /// visitor, the index is not read again.
     @inline(__always) func slot(of visitorID: String, tag: UInt32, hint: Int32) -> Int32? {
         if hint >= 0 && Int(hint) < slotCount && holds(visitorID, slot: hint) { return hint }
         return slot(of: visitorID, tag: tag)
