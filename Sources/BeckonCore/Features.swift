@@ -495,6 +495,8 @@ public enum Feature: String, CaseIterable, Sendable {
     /// start (an end at the same instant wins). Later events, which may already be applied
     /// when a timer due at `now` fires, do not count.
     static func inHumanChat(_ chats: Recent4<UInt8>, at now: Tick) -> Bool {
+        // Most visitors never chat: one pass to see that, not the search below.
+        guard chats.count(since: .never) > 0 else { return false }
         var latest: (Tick, UInt32)?
         chats.forEach { tick, tag in
             if tick <= now, latest.map({ (tick, tag) > $0 }) ?? true { latest = (tick, tag) }

@@ -217,7 +217,12 @@ struct EvaluationContext {
     var timeNow: EventTime
     var pathMatches: PathMatches
     var pageClass: PageClass
-    var channel: String
+    /// The channel's id in `PartitionProcessor.channels`, or 0 with the name in `channelName`
+    /// (a channel the table had no room for, or a counter's event). Most visitors' channel
+    /// is interned: the context then holds no string to retain and release on each rule
+    /// evaluation, and the name is looked up only by the few conditions that read it.
+    var channelID: UInt16
+    var channelName: String? = nil
     var eventType: EventType?
 }
 
@@ -374,7 +379,7 @@ extension PartitionProcessor {
         let info = pages[pageID]
         let context = EvaluationContext(
             now: Tick(time), timeNow: time, pathMatches: info.matches, pageClass: info.pageClass,
-            channel: channel, eventType: type)
+            channelID: 0, channelName: channel, eventType: type)
         let tick = Tick(time).value
         for i in specs {
             if filterRoots[i] >= 0, !evaluate(filterRoots[i], &visitor, context) { continue }
@@ -402,6 +407,9 @@ extension PartitionProcessor {
         }
         return n
     }
+
+    /// The context's channel name.
+    @inline(__always) func channel(_ x: EvaluationContext) -> String { x.channelName ?? channels[x.channelID] }
 
     mutating func featureValue(_ f: Feature, _ v: inout VisitorState, _ x: EvaluationContext) -> Double {
         if f == .pageDwellSeconds {
@@ -437,7 +445,7 @@ extension PartitionProcessor {
         case .count: return node.comparison.holds(Double(countValue(Int(node.index), &v, now: x.now)), node.value)
         case .path: return x.pathMatches[Int(node.index)]
         case .pageClass: return node.mask & (1 << UInt32(x.pageClass.ordinal)) != 0
-        case .channel: return program.channelLists[Int(node.index)].contains(x.channel)
+        case .channel: return program.channelLists[Int(node.index)].contains(channel(x))
         case .event: return x.eventType.map { node.mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
         }
     }
@@ -521,13 +529,14 @@ extension PartitionProcessor {
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, pathMatches: pages[visitor.pageID].matches, pageClass: visitor.pageClass,
-            channel: channelName(slot, visitor), eventType: trigger.eventType)
+            channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",
+            eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
         for i in ruleTriggers.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
             let condition = ruleRoots[i]
             var holds = false
-            if ruleChannels[i].isEmpty || ruleChannels[i].contains(context.channel) {
+            if ruleChannels[i].isEmpty || ruleChannels[i].contains(channel(context)) {
                 if timeRules[i] {
                     let (h, at) = evaluateWithWake(condition, &visitor, context)
                     holds = h
@@ -542,7 +551,8 @@ extension PartitionProcessor {
             // without it, so the next such event can fire the rule again.
             let stays = holds && momentaryRules[i] && context.eventType != nil
                 ? evaluate(condition, &visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
-                                                                      pageClass: context.pageClass, channel: context.channel, eventType: nil))
+                                                                      pageClass: context.pageClass, channelID: context.channelID,
+                                                                      channelName: context.channelName, eventType: nil))
                 : holds
             if stays != was { visitor.ruleBits.set(i, stays) }
         }
@@ -631,7 +641,7 @@ extension PartitionProcessor {
         return [Decision(
             id: id, visitorID: visitorID, userID: sidecar?.userID, action: action, ruleID: ruleID, ruleVersion: rules.rules[index].version,
             intentNames: intentNames, scores: visitor.scores, condition: rules.rules[index].conditionText, cause: cause, page: pages.path(visitor.pageID),
-            payload: payload, channel: context.channel, eventTime: time, decidedAt: wallNow,
+            payload: payload, channel: channel(context), eventTime: time, decidedAt: wallNow,
             expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
     }
 
@@ -653,7 +663,7 @@ extension PartitionProcessor {
             if name == "page.path" {
                 out += pages.path(v.pageID) ?? ""
             } else if name == "channel" {
-                out += x.channel
+                out += channel(x)
             } else if name.hasPrefix("intent."), let i = model.intents.firstIndex(where: { $0.name == name.dropFirst(7) }) {
                 out += Self.format(Double(v.scores[i]))
             } else if let f = Feature(rawValue: name) {
