@@ -204,30 +204,37 @@ extension VisitorState {
     /// `scored`: whether the scores have been computed (they are not until the first event
     /// is applied).
     func encode(into w: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
-        w.string(visitorID)
-        w.signed(lastEventTime.milliseconds)
-        let base = lastEventTime.milliseconds, tick = Tick(lastEventTime)
-        features.encode(into: &w, base: tick)
-        w.number(channel)
-        w.number(pendingWakes)
-        w.time(pageSince, default: Self.noPageSince, base: base)
-        w.string(pageEventID)
-        w.time(lastPageTime, default: Self.noPageTime, base: base)
-        w.number(sessionPosition, default: -1)
-        ruleBits.encode(into: &w)
-        w.time(nextWake, default: .unset, base: base)
-        w.time(latestWake, default: .unset, base: base)
-        if w.flag(!counters.isEmpty) {
-            w.unsigned(UInt64(counters.count))
+        withUnsafePointer(to: self) { Self.encode($0, into: &w, sidecar: sidecar, scored: scored) }
+    }
+
+    /// `encode`, reading the state where it lies: a method called on a state in the hot
+    /// buffer, with the table's writer `inout`, copied the whole state first (and released
+    /// the copy after), about 300 instructions a freeze.
+    static func encode(_ v: UnsafePointer<VisitorState>, into w: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+        w.string(v.pointee.visitorID)
+        w.signed(v.pointee.lastEventTime.milliseconds)
+        let base = v.pointee.lastEventTime.milliseconds, tick = Tick(v.pointee.lastEventTime)
+        v.pointee.features.encode(into: &w, base: tick)
+        w.number(v.pointee.channel)
+        w.number(v.pointee.pendingWakes)
+        w.time(v.pointee.pageSince, default: Self.noPageSince, base: base)
+        w.string(v.pointee.pageEventID)
+        w.time(v.pointee.lastPageTime, default: Self.noPageTime, base: base)
+        w.number(v.pointee.sessionPosition, default: -1)
+        v.pointee.ruleBits.encode(into: &w)
+        w.time(v.pointee.nextWake, default: .unset, base: base)
+        w.time(v.pointee.latestWake, default: .unset, base: base)
+        if w.flag(!v.pointee.counters.isEmpty) {
+            w.unsigned(UInt64(v.pointee.counters.count))
             // `.min` (an empty place) as 0, a tick as 1 + its zigzag distance from the base.
-            for c in counters { w.unsigned(c == .min ? 0 : 1 + ColdWriter.zigzag(Int64(c) - Int64(tick.value))) }
+            for c in v.pointee.counters { w.unsigned(c == .min ? 0 : 1 + ColdWriter.zigzag(Int64(c) - Int64(tick.value))) }
         }
-        w.number(pageID)
-        w.hash(pageHash)
-        w.hash(lastPageID)
-        recentEventIDs.encode(into: &w)
-        w.byte(UInt8(pageClass.ordinal))
-        w.flag(sessionTimerPending)
+        w.number(v.pointee.pageID)
+        w.hash(v.pointee.pageHash)
+        w.hash(v.pointee.lastPageID)
+        v.pointee.recentEventIDs.encode(into: &w)
+        w.byte(UInt8(v.pointee.pageClass.ordinal))
+        w.flag(v.pointee.sessionTimerPending)
         w.flag(scored)
         if w.flag(sidecar != nil), let sidecar {
             if w.flag(sidecar.userID != nil) { w.string(sidecar.userID!) }

@@ -332,8 +332,8 @@ final class VisitorTable: @unchecked Sendable {
         precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
         let index = Int(entry >> 33)
         writer.reset()
-        hot[index].encode(into: &writer, sidecar: sidecars.isEmpty ? nil : sidecars.removeValue(forKey: slot),
-                          scored: hot[index].scores != IntentScores())
+        let sidecar = sidecars.isEmpty ? nil : sidecars.removeValue(forKey: slot)
+        VisitorState.encode(hot + index, into: &writer, sidecar: sidecar, scored: hot[index].scores != IntentScores())
         entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch(slot)))
         removeHot(at: index)
     }
