@@ -559,7 +559,7 @@ public struct PartitionProcessor: Sendable {
         }
         v.sessionPosition = position
         countSession(from: -1, to: position)
-        let slot = visitors.insert(v, tag: tag)
+        let slot = visitors.insert(consume v, tag: tag)
         if let prompts { visitors.updateSidecar(slot) { $0.prompts = prompts } }
         return slot
     }

@@ -176,7 +176,7 @@ final class VisitorTable: @unchecked Sendable {
         return slot(of: visitorID, tag: tag)
     }
 
-    func insert(_ state: VisitorState, tag: UInt32) -> Int32 {
+    func insert(_ state: consuming VisitorState, tag: UInt32) -> Int32 {
         let slot: Int32
         var epoch: UInt32 = 0
         if let reused = freeSlots.popLast() {
@@ -193,16 +193,16 @@ final class VisitorTable: @unchecked Sendable {
             slot = Int32(slotCount)
             slotCount += 1
         }
-        entries[Int(slot)] = Self.hotEntry(index: appendHot(state, slot: slot), epoch: epoch)
+        entries[Int(slot)] = Self.hotEntry(index: appendHot(consume state, slot: slot), epoch: epoch)
         if (count + 1) * 4 > (bucketMask + 1) * 3 { growIndex() }
         TagIndex.place(buckets, mask: bucketMask, tag: tag, id: UInt32(bitPattern: slot))
         count += 1
         return slot
     }
 
-    private func appendHot(_ state: VisitorState, slot: Int32) -> Int {
+    private func appendHot(_ state: consuming VisitorState, slot: Int32) -> Int {
         if hotCount == hotCapacity { resizeHot(to: hotCapacity * 2) }
-        (hot + hotCount).initialize(to: state)
+        (hot + hotCount).initialize(to: consume state)
         hot[hotCount].handle = slot
         hotCount += 1
         return hotCount - 1
@@ -357,7 +357,7 @@ final class VisitorTable: @unchecked Sendable {
         var reader = ColdReader(Self.blob(entry) + 8)
         let (state, sidecar, scored) = VisitorState.decode(&reader, handle: slot)
         dropBlob(entry)
-        let index = appendHot(state, slot: slot)
+        let index = appendHot(consume state, slot: slot)
         entries[Int(slot)] = Self.hotEntry(index: index, epoch: epoch)
         if let sidecar { sidecars[slot] = sidecar }
         return (hot + index, scored)
