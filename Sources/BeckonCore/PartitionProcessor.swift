@@ -207,8 +207,11 @@ struct HeldQueue: Sendable {
         var pageID: UInt32
         var type: EventType
         /// A page event's ids and channel; another event is kept whole, in `events` (rare:
-        /// a session opener), so that this stays small to move.
-        var page: PageEvent?
+        /// a session opener), so that this stays small to move, and has empty ones here.
+        /// Not optional: each read of a field through `unsafelyUnwrapped` copied all four
+        /// strings (retained and released them), three or four times per event.
+        var page: PageEvent
+        /// Where a session opener is in `events`; -1 for a page event.
         var event: Int32 = -1
     }
 
@@ -217,6 +220,9 @@ struct HeldQueue: Sendable {
         var visitorID: String
         var channel: String
         var userID: String?
+
+        /// A session opener's (its event holds its ids).
+        static let none = PageEvent(id: "", visitorID: "", channel: "", userID: nil)
     }
 
     /// Events mostly arrive in time order: those go through the run, not the heap.
@@ -244,7 +250,7 @@ struct HeldQueue: Sendable {
     }
 
     mutating func push(_ event: Event, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
-        let index = slab.insert(Held(time: event.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: 0, type: event.type, page: nil, event: events.insert(event)))
+        let index = slab.insert(Held(time: event.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: 0, type: event.type, page: .none, event: events.insert(event)))
         heap.push(Key(time: event.time, idHash: idHash, tag: tag, index: index))
     }
 
@@ -598,15 +604,15 @@ public struct PartitionProcessor: Sendable {
     /// A released page event: its visitor is found (or made), checked for a retry, and the
     /// event applied.
     private mutating func releasePage(_ key: inout HeldQueue.Held, wallNow: EventTime) -> [Decision] {
-        let slot = visitors.slot(of: key.page.unsafelyUnwrapped.visitorID, tag: key.tag, hint: key.hint)
-            ?? admit(key.page.unsafelyUnwrapped.visitorID, tag: key.tag, at: key.time, eventID: key.page.unsafelyUnwrapped.id, position: key.position)
+        let slot = visitors.slot(of: key.page.visitorID, tag: key.tag, hint: key.hint)
+            ?? admit(key.page.visitorID, tag: key.tag, at: key.time, eventID: key.page.id, position: key.position)
         let visitor = state(slot)
         if visitor.pointee.recentEventIDs.contains(key.idHash) {
             statistics.duplicateEvents += 1
             return []
         }
         visitor.pointee.recentEventIDs.insert(key.idHash)
-        updateIdentity(userID: key.page.unsafelyUnwrapped.userID, channel: key.page.unsafelyUnwrapped.channel, slot: slot, &visitor.pointee)
+        updateIdentity(userID: key.page.userID, channel: key.page.channel, slot: slot, &visitor.pointee)
         let decisions = applyPage(&key, slot: slot, to: &visitor.pointee, wallNow: wallNow)
         scheduleSessionEnd(slot: slot, &visitor.pointee)
         return decisions
@@ -644,16 +650,16 @@ public struct PartitionProcessor: Sendable {
                 let info = key.pageID == visitor.pageID ? nil : pages[key.pageID]
                 pageClass = info?.pageClass ?? visitor.pageClass
                 pathHash = info?.hash ?? visitor.pageHash
-                if inOrder, let info { enterPage(key.pageID, info, at: key.time, eventID: key.page.unsafelyUnwrapped.id, visitor: &visitor) }
+                if inOrder, let info { enterPage(key.pageID, info, at: key.time, eventID: key.page.id, visitor: &visitor) }
             }
         }
         visitor.features.apply(key.type, tick: Tick(key.time), properties: nil, pageClass: pageClass, pathHash: pathHash)
         if counterSlots > 0 {
-            count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.unsafelyUnwrapped.channel, in: &visitor)
+            count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
         }
         rescore(&visitor)
         guard !rules.rules.isEmpty else { return [] }
-        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.unsafelyUnwrapped.id), at: key.time, everyRule: opensSession, wallNow: wallNow)
+        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, wallNow: wallNow)
     }
 
     /// Applies any other event (directly, or from the held queue when it opens a session),
@@ -835,7 +841,7 @@ public struct PartitionProcessor: Sendable {
                     if let near = held.ahead(1) { visitors.prefetchEntry(tag: near.tag) }
                     if let next = held.ahead(0) { visitors.prefetch(tag: next.tag) }
                 }
-                let made = h.page != nil ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
+                let made = h.event < 0 ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
                 if !made.isEmpty { decisions += made }
                 continue
             }
