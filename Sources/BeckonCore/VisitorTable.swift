@@ -48,6 +48,9 @@ final class VisitorTable: @unchecked Sendable {
     /// What few visitors have, kept beside their state instead of in every one (a cold
     /// visitor's is inside its encoding).
     @exclusivity(unchecked) private var sidecars: [Int32: Sidecar] = [:]
+    /// One bit per slot: whether `sidecars` has an entry for it. Most visitors have none,
+    /// and asking the dictionary hashes the slot: about 200 instructions per freeze.
+    @exclusivity(unchecked) private var sidecarBits: [UInt64] = []
     /// Visitors in compact form, and the bytes their encodings take (headers included).
     private(set) var coldCount = 0
     private(set) var coldBytes = 0
@@ -105,6 +108,7 @@ final class VisitorTable: @unchecked Sendable {
         table.bucketMask = bucketMask
         table.count = count
         table.sidecars = sidecars
+        table.sidecarBits = sidecarBits
         table.coldCount = coldCount
         table.coldBytes = coldBytes
         return table
@@ -270,7 +274,10 @@ final class VisitorTable: @unchecked Sendable {
             dropBlob(entry)
         }
         entries[Int(slot)] = Self.vacantEntry(epoch: epoch &+ 1)
-        sidecars[slot] = nil
+        if hasSidecar(slot) {
+            sidecars[slot] = nil
+            markSidecar(slot, false)
+        }
         freeSlots.append(slot)
     }
 
@@ -332,7 +339,11 @@ final class VisitorTable: @unchecked Sendable {
         precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
         let index = Int(entry >> 33)
         writer.reset()
-        let sidecar = sidecars.isEmpty ? nil : sidecars.removeValue(forKey: slot)
+        var sidecar: Sidecar?
+        if hasSidecar(slot) {
+            sidecar = sidecars.removeValue(forKey: slot)
+            markSidecar(slot, false)
+        }
         VisitorState.encode(hot + index, into: &writer, sidecar: sidecar, scored: hot[index].scores != IntentScores())
         entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch(slot)))
         removeHot(at: index)
@@ -359,7 +370,10 @@ final class VisitorTable: @unchecked Sendable {
         dropBlob(entry)
         let index = appendHot(consume state, slot: slot)
         entries[Int(slot)] = Self.hotEntry(index: index, epoch: epoch)
-        if let sidecar { sidecars[slot] = sidecar }
+        if let sidecar {
+            sidecars[slot] = sidecar
+            markSidecar(slot, true)
+        }
         return (hot + index, scored)
     }
 
@@ -389,9 +403,26 @@ final class VisitorTable: @unchecked Sendable {
         return frozen
     }
 
-    @inline(__always) func sidecar(_ slot: Int32) -> Sidecar? { sidecars.isEmpty ? nil : sidecars[slot] }
+    @inline(__always) func sidecar(_ slot: Int32) -> Sidecar? { hasSidecar(slot) ? sidecars[slot] : nil }
 
-    func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) { body(&sidecars[slot, default: Sidecar()]) }
+    func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) {
+        markSidecar(slot, true)
+        body(&sidecars[slot, default: Sidecar()])
+    }
+
+    @inline(__always) private func hasSidecar(_ slot: Int32) -> Bool {
+        let word = Int(slot) >> 6
+        return word < sidecarBits.count && sidecarBits[word] & (1 << UInt64(slot & 63)) != 0
+    }
+
+    private func markSidecar(_ slot: Int32, _ present: Bool) {
+        let word = Int(slot) >> 6
+        if word >= sidecarBits.count {
+            guard present else { return }
+            sidecarBits += repeatElement(0, count: max(word + 1, sidecarBits.count * 2) - sidecarBits.count)
+        }
+        if present { sidecarBits[word] |= 1 << UInt64(slot & 63) } else { sidecarBits[word] &= ~(1 << UInt64(slot & 63)) }
+    }
 
     /// Every resident visitor's state, to mutate in place (a cold one is decoded, and
     /// encoded again afterwards: it stays cold).
