@@ -274,10 +274,7 @@ final class VisitorTable: @unchecked Sendable {
             dropBlob(entry)
         }
         entries[Int(slot)] = Self.vacantEntry(epoch: epoch &+ 1)
-        if hasSidecar(slot) {
-            sidecars[slot] = nil
-            markSidecar(slot, false)
-        }
+        _ = takeSidecar(slot)
         freeSlots.append(slot)
     }
 
@@ -339,12 +336,7 @@ final class VisitorTable: @unchecked Sendable {
         precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
         let index = Int(entry >> 33)
         writer.reset()
-        var sidecar: Sidecar?
-        if hasSidecar(slot) {
-            sidecar = sidecars.removeValue(forKey: slot)
-            markSidecar(slot, false)
-        }
-        VisitorState.encode(hot + index, into: &writer, sidecar: sidecar, scored: hot[index].scores != IntentScores())
+        VisitorState.encode(hot + index, into: &writer, sidecar: takeSidecar(slot), scored: hot[index].scores != IntentScores())
         entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch(slot)))
         removeHot(at: index)
     }
@@ -408,6 +400,13 @@ final class VisitorTable: @unchecked Sendable {
     func updateSidecar(_ slot: Int32, _ body: (inout Sidecar) -> Void) {
         markSidecar(slot, true)
         body(&sidecars[slot, default: Sidecar()])
+    }
+
+    /// Removes the visitor's sidecar, if it has one, and returns it.
+    private func takeSidecar(_ slot: Int32) -> Sidecar? {
+        guard hasSidecar(slot) else { return nil }
+        markSidecar(slot, false)
+        return sidecars.removeValue(forKey: slot)
     }
 
     @inline(__always) private func hasSidecar(_ slot: Int32) -> Bool {
