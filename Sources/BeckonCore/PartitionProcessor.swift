@@ -308,9 +308,6 @@ public struct PartitionProcessor: Sendable {
     /// passes, computed once per distinct path.
     var pages = PageTable()
     var channels = ChannelTable()
-    /// The intent model flattened: the features it reads, and per intent its bias and
-    /// (feature position, weight, cap) terms.
-    private let modelFeatures: [Feature]
     /// The model's intents' names, in order (each decision carries them with the scores).
     let intentNames: [String]
     /// The model flattened for `rescore`: intent i's terms are `terms[termStart[i]..<termStart[i + 1]]`.
@@ -350,10 +347,8 @@ public struct PartitionProcessor: Sendable {
         self.rules = rules
         self.model = model
         self.policy = policy
-        let features = model.features
-        self.modelFeatures = features
         self.intentNames = model.intents.map(\.name)
-        self.compiledModel = CompiledModel(model, features: features)
+        self.compiledModel = CompiledModel(model)
         self.configuration = configuration
         self.watermark = Watermark(allowedLateness: configuration.allowedLateness, idleAfter: configuration.idleAfter)
         layOutRules()
@@ -498,7 +493,7 @@ public struct PartitionProcessor: Sendable {
 
     /// A decoded state's scores (the compact form leaves them out), when they had been computed.
     private func restoreScores(_ v: UnsafeMutablePointer<VisitorState>, scored: Bool) {
-        if scored && !compiledModel.isEmpty { Self.rescore(v, model: compiledModel, features: modelFeatures) }
+        if scored && !compiledModel.isEmpty { Self.rescore(v, model: compiledModel) }
     }
 
     /// Every so often (half of `compactAfter` of watermark progress), moves the visitors
@@ -700,27 +695,22 @@ public struct PartitionProcessor: Sendable {
         }
     }
 
-    /// Recomputes the intent scores: each feature the model reads once, then the sums.
+    /// Recomputes the intent scores: every feature once, then the sums.
     private mutating func rescore(_ visitor: inout VisitorState) {
         guard !compiledModel.isEmpty else { return }
         // Through a pointer: reading the state's fields through an `inout` inside a closure
         // would copy the whole state first.
-        withUnsafeMutablePointer(to: &visitor) { v in Self.rescore(v, model: compiledModel, features: modelFeatures) }
+        withUnsafeMutablePointer(to: &visitor) { v in Self.rescore(v, model: compiledModel) }
     }
 
-    /// The model's features' values: `f` borrowed in place, not copied (272 bytes a rescore),
-    /// and, being borrowed, not reloaded after each store into `values`.
-    @inline(never)
-    private static func values(_ values: UnsafeMutableBufferPointer<Double>, of features: [Feature], _ f: borrowing VisitorFeatures, page: PageContext, now: Tick) {
-        for j in features.indices { values[j] = features[j].value(f, page: page, now: now) }
-    }
-
-    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel, features: [Feature]) {
+    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel) {
         let now = Tick(v.pointee.lastEventTime)
         let page = v.pointee.page
         var scores = IntentScores()
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: features.count) { values in
-            Self.values(values, of: features, v.pointee.features, page: page, now: now)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { values in
+            // Every feature, whether the model reads it or not: computing the 15 it does not
+            // read costs less than choosing the 28 it does, one by one.
+            Feature.values(of: UnsafeMutableRawPointer(v).advanced(by: MemoryLayout<VisitorState>.offset(of: \.features)!).assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values.baseAddress!)
             // Term by term: a model reads few of its intents × features pairs (the shipped one
             // 35 of 140), so sums over dense columns would mostly add zeros. Through buffer
             // pointers, the scores too: indexing a SIMD value by a variable stored it to the
@@ -753,7 +743,7 @@ public struct PartitionProcessor: Sendable {
         struct Term: Sendable {
             var weight: Double
             var cap: Double
-            /// Position in the model's feature list.
+            /// The feature's `ordinal`.
             var feature: Int
         }
         struct Intent: Sendable {
@@ -765,11 +755,11 @@ public struct PartitionProcessor: Sendable {
         var terms: [Term] = []
         var isEmpty: Bool { intents.isEmpty }
 
-        init(_ model: IntentModel, features: [Feature]) {
+        init(_ model: IntentModel) {
             precondition(model.intents.count <= IntentScores.scalarCount, "at most \(IntentScores.scalarCount) intents")
             for intent in model.intents {
                 for term in intent.terms {
-                    terms.append(Term(weight: term.weight, cap: term.cap ?? .infinity, feature: features.firstIndex(of: term.feature)!))
+                    terms.append(Term(weight: term.weight, cap: term.cap ?? .infinity, feature: term.feature.ordinal))
                 }
                 intents.append(Intent(bias: intent.bias, termEnd: terms.count))
             }

@@ -264,6 +264,41 @@ struct IntentModelTests {
         }
     }
 
+    /// Rescoring reads every feature at once through `Feature.values(of:page:now:into:)`, a
+    /// straight-line copy of the catalogue; each place must hold that feature's `value`, and
+    /// none may be left out (the buffer starts as NaN, which equals nothing).
+    @Test func allFeatureValuesAtOnceAreEachFeaturesValue() async throws {
+        #expect(Feature.count == Feature.allCases.count)
+        #expect(Feature.allCases.map(\.ordinal) == Array(0..<Feature.allCases.count))
+        let model = try shippedModel()
+        await propertyCheck(count: 40, input: Gen.int(in: 0...1_000_000)) { seed in
+            var p = PartitionProcessor(rules: .empty, model: model, configuration: configuration(lateness: 5, idleAfter: 2))
+            let events = Journey(seed: UInt64(seed), visitors: 3).shuffled(seed: UInt64(seed), lateness: .seconds(5))
+            var mismatches: Set<Feature> = [], compared = 0
+            let out = UnsafeMutablePointer<Double>.allocate(capacity: Feature.count)
+            defer { out.deallocate() }
+            for e in events {
+                _ = p.process(e, arrivedAt: e.time)
+                for visitor in ["v0", "v1", "v2"] {
+                    guard let slot = p.visitors.slot(of: visitor) else { continue }
+                    let v = p.visitors.read(slot).state
+                    var features = v.features
+                    // At the latest event, and at a later instant (as a timer would read them).
+                    for now in [Tick(v.lastEventTime), Tick(v.lastEventTime + .seconds(61))] {
+                        out.initialize(repeating: .nan, count: Feature.count)
+                        withUnsafePointer(to: &features) { Feature.values(of: $0, page: v.page, now: now, into: out) }
+                        for f in Feature.allCases where out[f.ordinal] != f.value(v.features, page: v.page, now: now) {
+                            mismatches.insert(f)
+                        }
+                        compared += 1
+                    }
+                }
+            }
+            #expect(compared > 0)
+            #expect(mismatches.isEmpty, "seed \(seed): \(mismatches.map(\.rawValue).sorted())")
+        }
+    }
+
     @Test(arguments: [
         ("intents:\n  needs_help: {bias: 1, weights: {form_errors_5mn: 1}}\n", 2, 35, "unknown feature 'form_errors_5mn'; did you mean 'form_errors_5m'?"),
         ("intents:\n  needs_help: {bias: x, weights: {help_views: 1}}\n", 2, 22, "bias must be a number"),
