@@ -77,10 +77,14 @@ struct Recent4<Tag: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable, E
 
     /// Entries at or after `from`, optionally only those with `tag`.
     @inline(__always) func count(since from: Tick, tag: UInt32? = nil) -> Int {
-        let f = Self.biased(from)
-        var n = 0
-        for i in 0..<4 where tick(i) != 0 && tick(i) >= f && (tag == nil || UInt32(self.tag(i)) == tag) { n += 1 }
-        return n
+        // An empty slot's 0 is below any bound of 1 or more: one unsigned comparison of all
+        // four ticks at once (and of the tags, when they are 32-bit) instead of a loop.
+        var hit = unsafeBitCast(ticks, to: SIMD4<UInt32>.self) .>= SIMD4(repeating: max(Self.biased(from), 1))
+        if let tag {
+            let tags = Tag.bitWidth == 32 ? unsafeBitCast(tags, to: SIMD4<UInt32>.self) : SIMD4(UInt32(self.tag(0)), UInt32(self.tag(1)), UInt32(self.tag(2)), UInt32(self.tag(3)))
+            hit = hit .& (tags .== SIMD4(repeating: tag))
+        }
+        return Int(0 &- unsafeBitCast(hit, to: SIMD4<Int32>.self).wrappedSum())
     }
 
     @inline(__always) func forEach(_ body: (Tick, UInt32) -> Void) {

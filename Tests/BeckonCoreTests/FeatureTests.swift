@@ -62,6 +62,36 @@ struct FeatureTests {
         #expect(f[.pageViews5m] == 4)  // windows read at most 4
     }
 
+    /// A window of 1 or 5 minutes holds an entry exactly that old, and not one a tenth of a
+    /// second older.
+    @Test func windowsHoldWhatIsExactlyTheirSpanOld() {
+        var s = Script()
+        s.add(.pageView, at: 10, path: "/p/a")
+        s.add(.formError, at: 10, path: "/p/a") { $0.field = "x" }
+        s.add(.click, at: 10) { $0.element = "b" }
+        s.add(.hover, at: 10) { $0.element = "p"; $0.hoverTarget = "price" }
+        s.add(.pagePing, at: 70, path: "/p/a")
+        var f = s.features()
+        #expect(f[.formErrors1m] == 1)
+        #expect(f[.clicks1m] == 1)
+        s.add(.pagePing, at: 70.1, path: "/p/a")
+        f = s.features()
+        #expect(f[.formErrors1m] == 0)
+        #expect(f[.clicks1m] == 0)
+        #expect(f[.formErrors5m] == 1)
+        s.add(.pagePing, at: 310, path: "/p/a")
+        f = s.features()
+        #expect(f[.pageViews5m] == 1)
+        #expect(f[.formErrors5m] == 1)
+        #expect(f[.priceHovers5m] == 1)
+        s.add(.pagePing, at: 310.1, path: "/p/a")
+        f = s.features()
+        #expect(f[.pageViews5m] == 0)
+        #expect(f[.formErrors5m] == 0)
+        #expect(f[.priceHovers5m] == 0)
+        #expect(f[.formErrorsPage] == 1)  // per page, not windowed
+    }
+
     @Test func cartAndCheckout() {
         var s = Script()
         s.add(.addToCart, at: 0) { $0.sku = "a"; $0.price = 19.99; $0.quantity = 2 }
