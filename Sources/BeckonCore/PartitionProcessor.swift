@@ -321,23 +321,18 @@ public struct PartitionProcessor: Sendable {
     var counterSlots = 0
     /// Counters by the event type they count (index by `EventType.ordinal`).
     var countersByType: [[Int]] = []
-    /// Rules with a time condition (they may need a wake-up).
-    var timeRules: [Bool] = []
-    /// Per rule, the event types that can change its condition (bit per `EventType.ordinal`).
-    var ruleTriggers: [UInt32] = []
-    /// The union of `ruleTriggers`.
+    /// Per rule, what its evaluation reads first (see `RulePlan`).
+    var rulePlans: [RulePlan] = []
+    /// The union of the rules' `triggers`.
     var anyRuleTriggers: UInt32 = 0
-    /// Per rule, its condition and channels (read on every evaluation).
-    /// The rules' conditions and the counters' filters, compiled; per rule its root node,
-    /// per counter its filter's root (-1: none).
+    /// The rules' conditions and the counters' filters, compiled; per counter its filter's
+    /// root (-1: none).
     var program = ConditionProgram()
-    var ruleRoots: [Int32] = []
     var filterRoots: [Int32] = []
     /// Per rule, `VisitorFeatures.hash32` of its id (the policy's memory keys rules by it).
     var ruleHashes: [UInt32] = []
+    /// Per rule, the channels it is limited to (empty: any).
     var ruleChannels: [[String]] = []
-    /// Rules that read the event just seen (`event == …`).
-    var momentaryRules: [Bool] = []
     /// Coupons given per hour of event time (hour index → count), for the policy's budget.
     var couponsByHour: [Int64: Int] = [:]
     /// Firings the policy suppressed since the last `takeSuppressions()`.

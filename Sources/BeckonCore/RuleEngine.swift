@@ -150,6 +150,9 @@ struct PathMatches: Sendable, Equatable {
         if tests.count > 64 { more = tests.dropFirst(64).map { $0.matches(path) } }
     }
 
+    /// The first 64 tests' results, a bit each.
+    var first64: UInt64 { bits }
+
     subscript(_ i: Int) -> Bool {
         if i < 64 { return bits >> UInt64(i) & 1 != 0 }
         guard let more, i - 64 < more.count else { return false }
@@ -211,11 +214,31 @@ struct ConditionProgram: Sendable {
 }
 
 /// What conditions are read against: the visitor, or (for count filters) the counted event.
+/// One rule, as its evaluation after each event reads it: one plain element per rule.
+struct RulePlan: Sendable {
+    /// The condition's root node in `ConditionProgram`.
+    var root: Int32
+    /// The event types that can change the condition (bit per `EventType.ordinal`).
+    var triggers: UInt32
+    /// A path test the condition cannot hold without (the condition, or a part of its
+    /// top-level `all`), or -1. Most rules name a page: off it they are not evaluated.
+    var requiredPath: Int32
+    /// The condition reads a time feature (it may need a wake-up).
+    var time: Bool
+    /// The condition reads the event just seen (`event == …`).
+    var momentary: Bool
+    /// The rule is not limited to channels.
+    var anyChannel: Bool
+}
+
 struct EvaluationContext {
     var now: Tick
     /// Time features (`*_seconds`) are read at this instant (see `PartitionProcessor`).
     var timeNow: EventTime
-    var pathMatches: PathMatches
+    /// The page's id in `PartitionProcessor.pages`, and its first 64 path tests' results
+    /// (tests past 64 are read from the page table): no array to retain per evaluation.
+    var page: UInt32
+    var pathBits: UInt64
     var pageClass: PageClass
     /// The channel's id in `PartitionProcessor.channels`, or 0 with the name in `channelName`
     /// (a channel the table had no room for, or a counter's event). Most visitors' channel
@@ -311,7 +334,6 @@ extension PartitionProcessor {
             counterSlots += spec.capacity
             countersByType[spec.type.ordinal].append(i)
         }
-        timeRules = rules.rules.map(\.condition.hasTimeFeature)
         let counters = rules.counters
         func mask(_ c: Condition) -> UInt32 {
             switch c {
@@ -321,13 +343,6 @@ extension PartitionProcessor {
             default: return c.changedBy
             }
         }
-        ruleTriggers = rules.rules.map { mask($0.condition) }
-        anyRuleTriggers = ruleTriggers.reduce(0, |)
-        program = ConditionProgram()
-        ruleRoots = rules.rules.map { program.add($0.condition) }
-        filterRoots = rules.counters.map { spec in spec.filter.map { program.add($0) } ?? -1 }
-        ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
-        ruleChannels = rules.rules.map(\.channels)
         func readsEvent(_ c: Condition) -> Bool {
             switch c {
             case .all(let parts), .any(let parts): return parts.contains(where: readsEvent)
@@ -336,7 +351,25 @@ extension PartitionProcessor {
             default: return false
             }
         }
-        momentaryRules = rules.rules.map { readsEvent($0.condition) }
+        // A path test the whole condition needs: the condition itself, or a part of its `all`.
+        func requiredPath(_ c: Condition) -> Int32 {
+            switch c {
+            case .path(let i): return Int32(i)
+            case .all(let parts):
+                for part in parts { if case .path(let i) = part { return Int32(i) } }
+                return -1
+            default: return -1
+            }
+        }
+        program = ConditionProgram()
+        rulePlans = rules.rules.map { rule in
+            RulePlan(root: program.add(rule.condition), triggers: mask(rule.condition), requiredPath: requiredPath(rule.condition),
+                     time: rule.condition.hasTimeFeature, momentary: readsEvent(rule.condition), anyChannel: rule.channels.isEmpty)
+        }
+        anyRuleTriggers = rulePlans.reduce(0) { $0 | $1.triggers }
+        filterRoots = rules.counters.map { spec in spec.filter.map { program.add($0) } ?? -1 }
+        ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
+        ruleChannels = rules.rules.map(\.channels)
     }
 
     /// Replaces the rules and policy between two events (hot reload). What visitors have
@@ -378,7 +411,7 @@ extension PartitionProcessor {
         guard !specs.isEmpty else { return }
         let info = pages[pageID]
         let context = EvaluationContext(
-            now: Tick(time), timeNow: time, pathMatches: info.matches, pageClass: info.pageClass,
+            now: Tick(time), timeNow: time, page: pageID, pathBits: info.matches.first64, pageClass: info.pageClass,
             channelID: 0, channelName: channel, eventType: type)
         let tick = Tick(time).value
         for i in specs {
@@ -443,7 +476,7 @@ extension PartitionProcessor {
             let i = Int(node.index)
             return i < model.intents.count && node.comparison.holds(Double(v.scores[i]), node.value)
         case .count: return node.comparison.holds(Double(countValue(Int(node.index), &v, now: x.now)), node.value)
-        case .path: return x.pathMatches[Int(node.index)]
+        case .path: return node.index < 64 ? x.pathBits >> UInt64(node.index) & 1 != 0 : pages[x.page].matches[Int(node.index)]
         case .pageClass: return node.mask & (1 << UInt32(x.pageClass.ordinal)) != 0
         case .channel: return program.channelLists[Int(node.index)].contains(channel(x))
         case .event: return x.eventType.map { node.mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
@@ -527,33 +560,37 @@ extension PartitionProcessor {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
+        let matches = pages[visitor.pageID].matches.first64
         let context = EvaluationContext(
-            now: Tick(now), timeNow: now, pathMatches: pages[visitor.pageID].matches, pageClass: visitor.pageClass,
+            now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
             channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",
             eventType: trigger.eventType)
         var risen: [Int] = []
         var wake: EventTime?
-        for i in ruleTriggers.indices where everyRule || ruleTriggers[i] & typeBit != 0 {
-            let condition = ruleRoots[i]
+        for i in rulePlans.indices where everyRule || rulePlans[i].triggers & typeBit != 0 {
+            let plan = rulePlans[i]
             var holds = false
-            if ruleChannels[i].isEmpty || ruleChannels[i].contains(channel(context)) {
-                if timeRules[i] {
-                    let (h, at) = evaluateWithWake(condition, &visitor, context)
+            // Off the page the rule needs, it does not hold, and time alone cannot change that.
+            let onPage = plan.requiredPath < 0 || plan.requiredPath >= 64 || matches >> UInt64(plan.requiredPath) & 1 != 0
+            if onPage && (plan.anyChannel || ruleChannels[i].contains(channel(context))) {
+                if plan.time {
+                    let (h, at) = evaluateWithWake(plan.root, &visitor, context)
                     holds = h
                     if !h, let at { wake = min(wake ?? at, at) }
                 } else {
-                    holds = evaluate(condition, &visitor, context)
+                    holds = evaluate(plan.root, &visitor, context)
                 }
             }
             let was = visitor.ruleBits.contains(i)
             if holds && !was { risen.append(i) }
             // "The event just seen" holds only at that instant: what stays is the condition
             // without it, so the next such event can fire the rule again.
-            let stays = holds && momentaryRules[i] && context.eventType != nil
-                ? evaluate(condition, &visitor, EvaluationContext(now: context.now, timeNow: context.timeNow, pathMatches: context.pathMatches,
-                                                                      pageClass: context.pageClass, channelID: context.channelID,
-                                                                      channelName: context.channelName, eventType: nil))
-                : holds
+            var stays = holds
+            if holds && plan.momentary && context.eventType != nil {
+                var x = context
+                x.eventType = nil
+                stays = evaluate(plan.root, &visitor, x)
+            }
             if stays != was { visitor.ruleBits.set(i, stays) }
         }
         if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }

@@ -62,6 +62,27 @@ struct RuleEngineTests {
         #expect(bad.run(rules: rules, policy: policy, model: model).first?.contains("would be dead-lettered") == true)
     }
 
+    /// A rule that names a page is not evaluated off it (`RulePlan.requiredPath`); one whose
+    /// page is one of several alternatives still fires on any of them.
+    @Test func pageConditionsNeededOrAlternative() throws {
+        let set = try rules([
+            ("needs", "when: page.path ~ \"/pricing\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n"),
+            ("either", "when: page.path ~ \"/help\" or (page.path ~ \"/docs/*\" and event == click)\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n"),
+        ])
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        var fired: [String] = []
+        for (i, (path, click)) in [("/pricing", true), ("/docs/setup", true), ("/cart", true), ("/help", false)].enumerated() {
+            let at = Double(i) * 100
+            for d in p.process(event(.pageView, "v", "p\(i)", at: at, path: path), arrivedAt: wall) { fired.append("\(d.ruleID)@\(path)") }
+            if click {
+                for d in p.process(event(.click, "v", "c\(i)", at: at + 1, path: path) { $0.element = "b" }, arrivedAt: wall) {
+                    fired.append("\(d.ruleID)@\(path)")
+                }
+            }
+        }
+        #expect(fired == ["needs@/pricing", "either@/docs/setup", "either@/help"])
+    }
+
     @Test func theCouponBudgetCountsCouponsPerHourOfEventTime() throws {
         let set = try rules([("leaving", "when: event == exit_intent\naction: coupon\npayload: {message: hi, code: C}\n")])
         var p = PartitionProcessor(rules: set, policy: Policy(couponsPerHour: 2), configuration: configuration(lateness: 0))
