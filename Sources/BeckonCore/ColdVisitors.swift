@@ -13,22 +13,27 @@ import Darwin
 /// point. Intent scores are not kept: they are a function of the rest, recomputed when the
 /// visitor is thawed (a flag says whether they had been computed at all).
 struct ColdWriter {
-    /// The bytes, in a buffer reused from one encoding to the next (an `Array` checked
+    /// Owns the bytes, a buffer reused from one encoding to the next (an `Array` checked
     /// uniqueness and capacity on every byte; encoding was half the cost of a freeze).
     /// Not shared: each `VisitorTable` (and each copy of one) has its own writer.
     private final class Buffer {
         var base = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 8)
-        var capacity = 512
         deinit { base.deallocate() }
     }
 
     private let buffer = Buffer()
+    /// `buffer.base` and its size, kept here too: each byte written then reads the writer
+    /// alone, not the writer and then the object it points to.
+    private var base: UnsafeMutableRawPointer
+    private var capacity = 512
     private(set) var count = 0
     private var flagAt = 0
     private var flagBit: UInt8 = 8
 
+    init() { base = buffer.base }
+
     /// The bytes written since the last `reset`, valid until the next write.
-    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer.base, count: count) }
+    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
     var bytes: [UInt8] { Array(written) }
 
     mutating func reset() {
@@ -37,18 +42,23 @@ struct ColdWriter {
     }
 
     @inline(__always) private mutating func reserve(_ n: Int) {
-        guard count + n > buffer.capacity else { return }
-        let capacity = max(buffer.capacity * 2, count + n)
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
-        bigger.copyMemory(from: buffer.base, byteCount: count)
-        buffer.base.deallocate()
-        buffer.base = bigger
-        buffer.capacity = capacity
+        guard count &+ n > capacity else { return }
+        grow(count + n)
     }
 
+    @inline(never) private mutating func grow(_ needed: Int) {
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: max(capacity * 2, needed), alignment: 8)
+        bigger.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        buffer.base = bigger
+        base = bigger
+        capacity = max(capacity * 2, needed)
+    }
+
+    // Counts stay far below Int.max (a state is hundreds of bytes): no overflow checks.
     @inline(__always) private mutating func append(_ b: UInt8) {
-        buffer.base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
-        count += 1
+        base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
+        count &+= 1
     }
 
     /// Records whether an optional field follows, and returns it.
@@ -59,8 +69,8 @@ struct ColdWriter {
             append(0)
             flagBit = 0
         }
-        if present { buffer.base.storeBytes(of: buffer.base.load(fromByteOffset: flagAt, as: UInt8.self) | 1 << flagBit, toByteOffset: flagAt, as: UInt8.self) }
-        flagBit += 1
+        if present { base.storeBytes(of: base.load(fromByteOffset: flagAt, as: UInt8.self) | 1 << flagBit, toByteOffset: flagAt, as: UInt8.self) }
+        flagBit &+= 1
         return present
     }
 
@@ -86,8 +96,8 @@ struct ColdWriter {
 
     @inline(__always) mutating func fixed32(_ value: UInt32) {
         reserve(4)
-        buffer.base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
-        count += 4
+        base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
+        count &+= 4
     }
 
     mutating func string(_ s: String) {
@@ -95,8 +105,8 @@ struct ColdWriter {
         s.withUTF8 { utf8 in
             unsigned(UInt64(utf8.count))
             reserve(utf8.count)
-            if let source = utf8.baseAddress { (buffer.base + count).copyMemory(from: source, byteCount: utf8.count) }
-            count += utf8.count
+            if let source = utf8.baseAddress { (base + count).copyMemory(from: source, byteCount: utf8.count) }
+            count &+= utf8.count
         }
     }
 
@@ -287,10 +297,18 @@ extension VisitorState {
 extension VisitorFeatures {
     func encode(into w: inout ColdWriter, base: Tick) {
         // Class views: a mask of the non-zero classes, then their counts.
-        var mask: UInt16 = 0
-        for i in 0..<16 where classViews[i] != 0 { mask |= 1 << UInt16(i) }
+        // The mask from the 16 counts as two words, without a loop (indexing the vector by a
+        // variable stored it to the stack and read it back, 16 times).
+        let low = classViews.lowHalf, high = classViews.highHalf
+        let lowWord = unsafeBitCast(low, to: UInt64.self), highWord = unsafeBitCast(high, to: UInt64.self)
+        let mask = Self.nonZeroBytes(lowWord) | Self.nonZeroBytes(highWord) << 8
         w.number(mask)
-        for i in 0..<16 where classViews[i] != 0 { w.byte(classViews[i]) }
+        var rest = mask
+        while rest != 0 {
+            let i = rest.trailingZeroBitCount
+            w.byte(UInt8(truncatingIfNeeded: (i < 8 ? lowWord : highWord) >> UInt64(8 * (i & 7))))
+            rest &= rest &- 1
+        }
         w.number(cartCents)
         recentPages.encode(into: &w, base: base)
         recentCategories.encode(into: &w, base: base)
@@ -323,6 +341,15 @@ extension VisitorFeatures {
         w.number(offersShown)
         w.number(offersAccepted)
         w.number(offersDismissed)
+    }
+
+    /// A bit per byte of `x` that is not zero (bit i for byte i, the lowest first).
+    static func nonZeroBytes(_ x: UInt64) -> UInt16 {
+        var t = x | x >> 4
+        t |= t >> 2
+        t |= t >> 1
+        // The low bit of each byte, gathered into the top byte by one multiplication.
+        return UInt16(((t & 0x0101_0101_0101_0101) &* 0x0102_0408_1020_4080) >> 56)
     }
 
     init(from r: inout ColdReader, base: Tick) {
