@@ -703,9 +703,11 @@ public struct PartitionProcessor: Sendable {
         let page = v.pointee.page
         var scores = IntentScores()
         withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { values in
-            // Every feature, whether the model reads it or not: computing the 15 it does not
-            // read costs less than choosing the 28 it does, one by one.
-            Feature.values(of: UnsafeMutableRawPointer(v).advanced(by: MemoryLayout<VisitorState>.offset(of: \.features)!).assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values.baseAddress!)
+            // Every feature, whether the model reads it or not (the shipped one reads 28 of 43):
+            // computing them all costs less than picking the model's one by one. Read where
+            // they lie: passed as a value, the features were copied first (266 bytes).
+            let features = UnsafeRawPointer(v).advanced(by: MemoryLayout<VisitorState>.offset(of: \.features)!)
+            Feature.values(of: features.assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values.baseAddress!)
             // Term by term: a model reads few of its intents × features pairs (the shipped one
             // 35 of 140), so sums over dense columns would mostly add zeros. Through buffer
             // pointers, the scores too: indexing a SIMD value by a variable stored it to the

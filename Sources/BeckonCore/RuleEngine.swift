@@ -213,7 +213,6 @@ struct ConditionProgram: Sendable {
     }
 }
 
-/// What conditions are read against: the visitor, or (for count filters) the counted event.
 /// One rule, as its evaluation after each event reads it: one plain element per rule.
 struct RulePlan: Sendable {
     /// The condition's root node in `ConditionProgram`.
@@ -231,6 +230,7 @@ struct RulePlan: Sendable {
     var anyChannel: Bool
 }
 
+/// What conditions are read against: the visitor, or (for count filters) the counted event.
 struct EvaluationContext {
     var now: Tick
     /// Time features (`*_seconds`) are read at this instant (see `PartitionProcessor`).
