@@ -101,8 +101,7 @@ struct ColdWriter {
     }
 
     mutating func string(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
+        s.withBytes { utf8 in
             unsigned(UInt64(utf8.count))
             reserve(utf8.count)
             if let source = utf8.baseAddress { (base + count).copyMemory(from: source, byteCount: utf8.count) }
@@ -186,8 +185,7 @@ struct ColdReader {
     mutating func stringEquals(_ s: String) -> Bool {
         let count = Int(unsigned())
         defer { offset += count }
-        var s = s
-        return s.withUTF8 { utf8 in
+        return s.withBytes { utf8 in
             utf8.count == count && (count == 0 || memcmp(utf8.baseAddress!, base + offset, count) == 0)
         }
     }

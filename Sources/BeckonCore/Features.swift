@@ -209,10 +209,9 @@ struct VisitorFeatures: Sendable, Equatable {
     var offersDismissed: UInt8 = 0
 
     static func hash32(_ s: String) -> UInt32 {
-        var s = s
         var h: UInt32 = 0x811C_9DC5
         // Over the contiguous bytes: iterating `utf8` cost about 30 instructions a byte.
-        s.withUTF8 { bytes in
+        s.withBytes { bytes in
             for byte in bytes {
                 h ^= UInt32(byte)
                 h &*= 0x0100_0193

@@ -12,8 +12,7 @@ public struct PathGlob: Sendable, Equatable, CustomStringConvertible {
     public var description: String { pattern }
 
     public func matches(_ path: String) -> Bool {
-        var path = path
-        return path.withUTF8 { Self.match(bytes[...], $0[...]) }
+        path.withBytes { Self.match(bytes[...], $0[...]) }
     }
 
     private static func match(_ p: ArraySlice<UInt8>, _ s: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {

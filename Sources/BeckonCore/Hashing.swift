@@ -15,9 +15,8 @@ public struct StableHash: Sendable {
 
     /// Adds the text's bytes without ending the part (`combine` = `append` + `endPart`).
     mutating func append(_ text: String) {
-        var text = text
         var v = value
-        text.withUTF8 { bytes in
+        text.withBytes { bytes in
             for byte in bytes {
                 v ^= UInt128(byte)
                 v &*= Self.prime
@@ -82,8 +81,7 @@ public struct StableHash: Sendable {
 /// `fnv64`): its values may change with the code, and it reads the bytes as little-endian
 /// words.
 @inline(__always) func wordHash(_ s: String, seed: UInt64 = 0x243F_6A88_85A3_08D3) -> UInt64 {
-    var s = s
-    return s.withUTF8 { bytes in
+    s.withBytes { bytes in
         let n = bytes.count
         var h = seed ^ (UInt64(n) &* 0x9E37_79B9_7F4A_7C15)
         guard let base = bytes.baseAddress, n > 0 else { return wordHashFinish(h) }
@@ -121,4 +119,16 @@ public struct StableHash: Sendable {
     x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
     x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
     return (x ^ (x >> 31)) | 1
+}
+
+extension String {
+    /// Calls `body` with the string's UTF-8 bytes, without copying the string. `withUTF8` is
+    /// mutating, so calling it on a copy retained and released the string, two runtime calls
+    /// even for a small string that holds no reference; native strings (small ones included)
+    /// are read in place. Another one (bridged, say) is made contiguous on a copy.
+    @inline(__always) func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let result = utf8.withContiguousStorageIfAvailable(body) { return result }
+        var copy = self
+        return copy.withUTF8(body)
+    }
 }

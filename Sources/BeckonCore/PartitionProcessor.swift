@@ -56,8 +56,7 @@ func releaseFreeMemory() {
 
 /// FNV-1a, 64 bits, never 0. `seed` replaces the standard offset basis.
 @inline(__always) func fnv64(_ s: String, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
-    var s = s
-    return s.withUTF8 { bytes in
+    s.withBytes { bytes in
         var h = seed
         for byte in bytes {
             h ^= UInt64(byte)
