@@ -1,11 +1,21 @@
-/// What the engine knows of one page path: its class, the rule set's path tests it
-/// passes, and its 32-bit hash (`VisitorFeatures.hash32`).
+/// What the engine knows of one page path: its class, the first 64 of the rule set's path
+/// tests it passes (a bit each; the rest, rare, stay in the table: `PageTable.passes`), and
+/// its 32-bit hash (`VisitorFeatures.hash32`). Holds no reference, so reading one from the
+/// table (a few times per event) retains and releases nothing.
 struct PageInfo: Sendable {
     var pageClass: PageClass
-    var matches: PathMatches
+    var pathBits: UInt64
     var hash: UInt32
 
-    static let none = PageInfo(pageClass: .other, matches: PathMatches(), hash: 0)
+    static let none = PageInfo(pageClass: .other, pathBits: 0, hash: 0)
+
+    /// The info of `path`, and its results of the path tests past the 64th (nil if none).
+    static func of(_ path: String, classes: PageClassifier, tests: [PathTest]) -> (PageInfo, morePathTests: [Bool]?) {
+        var bits: UInt64 = 0
+        for (i, test) in tests.prefix(64).enumerated() where test.matches(path) { bits |= 1 << UInt64(i) }
+        let more = tests.count > 64 ? tests.dropFirst(64).map { $0.matches(path) } : nil
+        return (PageInfo(pageClass: classes.classify(path), pathBits: bits, hash: VisitorFeatures.hash32(path)), more)
+    }
 }
 
 /// The page paths of one partition, interned: a visitor's current page and a held page
@@ -20,6 +30,7 @@ struct PageTable: Sendable {
     struct Entry: Sendable {
         var path: String
         var info: PageInfo
+        var morePathTests: [Bool]?
         var refs: Int32
     }
 
@@ -29,7 +40,7 @@ struct PageTable: Sendable {
     /// Place 0, "no page", is taken first and never released.
     private var entries: Slab<Entry> = {
         var slab = Slab<Entry>()
-        _ = slab.insert(Entry(path: "", info: .none, refs: 1))
+        _ = slab.insert(Entry(path: "", info: .none, morePathTests: nil, refs: 1))
         return slab
     }()
     let limit: Int
@@ -44,9 +55,10 @@ struct PageTable: Sendable {
         return UInt32(truncatingIfNeeded: h ^ (h >> 32)) | 1
     }
 
-    /// The id of `path`, making an entry with `info(path)` if it has none. The id is not
-    /// retained: retain it before the next `intern`, which may reclaim unreferenced ids.
-    @inline(__always) mutating func intern(_ path: String, info: (String) -> PageInfo) -> UInt32 {
+    /// The id of `path`, making an entry with `info(path)` (its info, and its results of
+    /// the path tests past the 64th) if it has none. The id is not retained: retain it
+    /// before the next `intern`, which may reclaim unreferenced ids.
+    @inline(__always) mutating func intern(_ path: String, info: (String) -> (PageInfo, morePathTests: [Bool]?)) -> UInt32 {
         let tag = Self.tag(path)
         let found = buckets.withUnsafeBufferPointer { b in
             TagIndex.find(b.baseAddress!, mask: b.count - 1, tag: tag) { entries[Int32($0)].path == path }
@@ -55,9 +67,9 @@ struct PageTable: Sendable {
         return add(path, info(path), tag: tag)
     }
 
-    private mutating func add(_ path: String, _ info: PageInfo, tag: UInt32) -> UInt32 {
+    private mutating func add(_ path: String, _ info: (PageInfo, morePathTests: [Bool]?), tag: UInt32) -> UInt32 {
         if count >= limit { reclaim() }
-        let id = UInt32(entries.insert(Entry(path: path, info: info, refs: 0)))
+        let id = UInt32(entries.insert(Entry(path: path, info: info.0, morePathTests: info.morePathTests, refs: 0)))
         count += 1
         if count * 2 > buckets.count { rebuildIndex(capacity: buckets.count * 2) } else { place(tag: tag, id: id) }
         return id
@@ -77,7 +89,7 @@ struct PageTable: Sendable {
     /// Forgets every path no visitor or held event refers to.
     private mutating func reclaim() {
         for id in Int32(1)..<Int32(entries.items.count) where entries[id].refs == 0 && !entries[id].path.isEmpty {
-            entries[id] = Entry(path: "", info: .none, refs: 0)
+            entries[id] = Entry(path: "", info: .none, morePathTests: nil, refs: 0)
             entries.release(id)
             count -= 1
         }
@@ -94,12 +106,22 @@ struct PageTable: Sendable {
 
     @inline(__always) subscript(id: UInt32) -> PageInfo { entries[Int32(id)].info }
 
+    /// Whether the path of `id` passes path test `test` (any index; the first 64 are in
+    /// its info's `pathBits`).
+    func passes(_ id: UInt32, test: Int) -> Bool {
+        if test < 64 { return entries[Int32(id)].info.pathBits >> UInt64(test) & 1 != 0 }
+        guard let more = entries[Int32(id)].morePathTests, test - 64 < more.count else { return false }
+        return more[test - 64]
+    }
+
     /// The path of `id`; nil for 0.
     func path(_ id: UInt32) -> String? { id == 0 ? nil : entries[Int32(id)].path }
 
     /// Recomputes every entry's info (the rules' path tests changed).
-    mutating func refresh(_ info: (String) -> PageInfo) {
-        for id in Int32(1)..<Int32(entries.items.count) where !entries[id].path.isEmpty { entries[id].info = info(entries[id].path) }
+    mutating func refresh(_ info: (String) -> (PageInfo, morePathTests: [Bool]?)) {
+        for id in Int32(1)..<Int32(entries.items.count) where !entries[id].path.isEmpty {
+            (entries[id].info, entries[id].morePathTests) = info(entries[id].path)
+        }
     }
 
     /// References held, over all ids (for tests: equals the visitors on a page plus the

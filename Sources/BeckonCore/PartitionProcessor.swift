@@ -684,9 +684,7 @@ public struct PartitionProcessor: Sendable {
     /// The interned id of a page path (not retained).
     mutating func internPage(_ path: String) -> UInt32 {
         let classes = model.pageClasses, tests = rules.pathTests
-        return pages.intern(path) { p in
-            PageInfo(pageClass: classes.classify(p), matches: PathMatches(tests, path: p), hash: VisitorFeatures.hash32(p))
-        }
+        return pages.intern(path) { PageInfo.of($0, classes: classes, tests: tests) }
     }
 
     /// Recomputes the intent scores: every feature once, then the sums.

@@ -137,29 +137,6 @@ enum RuleTrigger {
     }
 }
 
-/// Which of the rule set's path tests a path passes: the first 64 as bits, the rest (rare)
-/// in an array.
-struct PathMatches: Sendable, Equatable {
-    private var bits: UInt64 = 0
-    private var more: [Bool]?
-
-    init() {}
-
-    init(_ tests: [PathTest], path: String) {
-        for (i, test) in tests.prefix(64).enumerated() where test.matches(path) { bits |= 1 << UInt64(i) }
-        if tests.count > 64 { more = tests.dropFirst(64).map { $0.matches(path) } }
-    }
-
-    /// The first 64 tests' results, a bit each.
-    var first64: UInt64 { bits }
-
-    subscript(_ i: Int) -> Bool {
-        if i < 64 { return bits >> UInt64(i) & 1 != 0 }
-        guard let more, i - 64 < more.count else { return false }
-        return more[i - 64]
-    }
-}
-
 /// Rule conditions and count filters as one flat array of plain nodes in prefix order: a
 /// node's operands follow it, and `end` is where its subtree stops. Evaluating a node
 /// retains nothing; walking the `Condition` enum tree retained its arrays at every step.
@@ -387,7 +364,7 @@ extension PartitionProcessor {
         self.policy = policy
         layOutRules()
         let classes = model.pageClasses, tests = new.pathTests
-        pages.refresh { p in PageInfo(pageClass: classes.classify(p), matches: PathMatches(tests, path: p), hash: VisitorFeatures.hash32(p)) }
+        pages.refresh { PageInfo.of($0, classes: classes, tests: tests) }
         let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
         visitors.forEachResident { v in
             var bits = RuleBits()
@@ -411,7 +388,7 @@ extension PartitionProcessor {
         guard !specs.isEmpty else { return }
         let info = pages[pageID]
         let context = EvaluationContext(
-            now: Tick(time), timeNow: time, page: pageID, pathBits: info.matches.first64, pageClass: info.pageClass,
+            now: Tick(time), timeNow: time, page: pageID, pathBits: info.pathBits, pageClass: info.pageClass,
             channelID: 0, channelName: channel, eventType: type)
         let tick = Tick(time).value
         for i in specs {
@@ -476,7 +453,7 @@ extension PartitionProcessor {
             let i = Int(node.index)
             return i < model.intents.count && node.comparison.holds(Double(v.scores[i]), node.value)
         case .count: return node.comparison.holds(Double(countValue(Int(node.index), &v, now: x.now)), node.value)
-        case .path: return node.index < 64 ? x.pathBits >> UInt64(node.index) & 1 != 0 : pages[x.page].matches[Int(node.index)]
+        case .path: return node.index < 64 ? x.pathBits >> UInt64(node.index) & 1 != 0 : pages.passes(x.page, test: Int(node.index))
         case .pageClass: return node.mask & (1 << UInt32(x.pageClass.ordinal)) != 0
         case .channel: return program.channelLists[Int(node.index)].contains(channel(x))
         case .event: return x.eventType.map { node.mask & (1 << UInt32($0.ordinal)) != 0 } ?? false
@@ -560,7 +537,7 @@ extension PartitionProcessor {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
-        let matches = pages[visitor.pageID].matches.first64
+        let matches = pages[visitor.pageID].pathBits
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
             channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",

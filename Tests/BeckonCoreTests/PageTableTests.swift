@@ -19,7 +19,7 @@ struct PageTableTests {
                     refs[id] = held.count == 1 ? nil : (held.path, held.count - 1)
                 } else {
                     let known = table.count
-                    let id = table.intern(path) { PageInfo(pageClass: .product, matches: PathMatches(), hash: VisitorFeatures.hash32($0)) }
+                    let id = table.intern(path) { (PageInfo(pageClass: .product, pathBits: 0, hash: VisitorFeatures.hash32($0)), nil) }
                     #expect(id != 0)
                     #expect(table.path(id) == path)
                     #expect(table[id].hash == VisitorFeatures.hash32(path))
@@ -30,7 +30,7 @@ struct PageTableTests {
                 }
                 for (id, held) in refs {
                     #expect(table.path(id) == held.path)
-                    #expect(table.intern(held.path) { _ in .none } == id)
+                    #expect(table.intern(held.path) { _ in (.none, nil) } == id)
                 }
                 #expect(table.references == refs.values.reduce(0) { $0 + $1.count })
             }

@@ -83,6 +83,26 @@ struct RuleEngineTests {
         #expect(fired == ["needs@/pricing", "either@/docs/setup", "either@/help"])
     }
 
+    /// Past 64 path tests, results are kept beside a page's bits: a rule on the 70th path
+    /// fires there and nowhere else, just as one on the 1st.
+    @Test func pathTestsPastTheSixtyFourth() throws {
+        let set = try rules((0..<70).map { i in
+            (String(format: "r%02d", i), "when: page.path ~ \"/p/\(i)\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")
+        })
+        #expect(set.pathTests.count == 70)
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        var fired: [String] = []
+        for (i, page) in [0, 69, 64, 70, 63].enumerated() {
+            let at = Double(i) * 100
+            // A visitor each: the session cap stays out of it.
+            _ = p.process(event(.pageView, "v\(i)", "p\(i)", at: at, path: "/p/\(page)"), arrivedAt: wall)
+            for d in p.process(event(.click, "v\(i)", "c\(i)", at: at + 1, path: "/p/\(page)") { $0.element = "b" }, arrivedAt: wall) {
+                fired.append("\(d.ruleID)@\(page)")
+            }
+        }
+        #expect(fired == ["r00@0", "r69@69", "r64@64", "r63@63"])
+    }
+
     @Test func theCouponBudgetCountsCouponsPerHourOfEventTime() throws {
         let set = try rules([("leaving", "when: event == exit_intent\naction: coupon\npayload: {message: hi, code: C}\n")])
         var p = PartitionProcessor(rules: set, policy: Policy(couponsPerHour: 2), configuration: configuration(lateness: 0))
