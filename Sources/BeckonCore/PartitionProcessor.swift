@@ -806,6 +806,12 @@ public struct PartitionProcessor: Sendable {
         return fireDueTimers(now: now, wallNow: wallNow)
     }
 
+    /// Appends `made` to `decisions`; taken whole when `decisions` is empty (appending
+    /// copied each decision, a dozen strings retained, then released with `made`).
+    @inline(__always) private static func add(_ made: consuming [Decision], to decisions: inout [Decision]) {
+        if decisions.isEmpty { decisions = made } else { decisions += made }
+    }
+
     private mutating func fireDueTimers(now: EventTime, wallNow: EventTime) -> [Decision] {
         var decisions: [Decision] = []
         while true {
@@ -826,7 +832,7 @@ public struct PartitionProcessor: Sendable {
                     if let next = held.ahead(0) { visitors.prefetch(tag: next.tag) }
                 }
                 let made = h.event < 0 ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
-                if !made.isEmpty { decisions += made }
+                if !made.isEmpty { Self.add(made, to: &decisions) }
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -842,7 +848,7 @@ public struct PartitionProcessor: Sendable {
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
                 let made = evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
-                if !made.isEmpty { decisions += made }
+                if !made.isEmpty { Self.add(made, to: &decisions) }
             case .sessionEnd:
                 // Read through the pointer: a `let` copy of the state would move ~500 bytes.
                 let v = state(timer.slot)

@@ -590,7 +590,7 @@ extension PartitionProcessor {
     mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
         let sidecar = visitors.sidecar(slot)
         let prompts = sidecar?.prompts ?? PromptMemory()
-        let order = risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
+        let order = risen.count == 1 ? risen : risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
         let triggerID: String
         if case .event(_, let id) = trigger { triggerID = id } else { triggerID = visitor.pageEventID }
         let tick = Tick(time)

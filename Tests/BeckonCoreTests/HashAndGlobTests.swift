@@ -16,6 +16,20 @@ struct HashAndGlobTests {
         }
     }
 
+    /// The hex form, eight digits to a word, is the value's digits, most significant first,
+    /// zero-padded to 32 (every digit 0-f in every place, over many random values).
+    @Test func hexIsTheValuesThirtyTwoDigits() {
+        var rng = SeededGenerator(seed: 11)
+        for _ in 0..<2_000 {
+            var h = StableHash()
+            h.combine(String(rng.next() % 1_000_000_000))
+            let digits = String(h.value, radix: 16)
+            #expect(h.hex == String(repeating: "0", count: 32 - digits.count) + digits)
+        }
+        #expect(StableHash.hexDigits(0) == UInt64(littleEndian: 0x3030_3030_3030_3030))
+        #expect(StableHash.hexDigits(0x0123_abcf) == Array("0123abcf".utf8).withUnsafeBytes { $0.load(as: UInt64.self) })
+    }
+
     /// The in-memory hash of ids and paths: every byte counts, at any length (the last
     /// partial word included), and ids of the simulator's shape do not collide.
     @Test func wordHashSeesEveryByte() {
