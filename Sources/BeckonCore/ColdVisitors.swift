@@ -94,6 +94,13 @@ struct ColdWriter {
 
     static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
 
+    /// Raw bytes, as they are (no length).
+    @inline(__always) mutating func bytes(_ raw: UnsafeRawBufferPointer) {
+        reserve(raw.count)
+        if let source = raw.baseAddress { (base + count).copyMemory(from: source, byteCount: raw.count) }
+        count &+= raw.count
+    }
+
     @inline(__always) mutating func fixed32(_ value: UInt32) {
         reserve(4)
         base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
