@@ -328,6 +328,10 @@ public struct PartitionProcessor: Sendable {
     var rulePlans: [RulePlan] = []
     /// The union of the rules' `triggers`.
     var anyRuleTriggers: UInt32 = 0
+    /// Per event type (by `EventType.ordinal`), the rules it triggers and the path tests
+    /// they need (see `RulePlan.requiredPath`), as bits; both 0 when some triggered rule
+    /// needs no page or is past the 64th (or its path test is).
+    var pageScreens: [(rules: UInt64, paths: UInt64)] = []
     /// The rules' conditions and the counters' filters, compiled; per counter its filter's
     /// root (-1: none).
     var program = ConditionProgram()

@@ -10,6 +10,9 @@ struct RuleBits: Sendable, Equatable {
     private var low: UInt64 = 0
     private var high: [UInt64] = []
 
+    /// The first 64 rules' bits.
+    var first64: UInt64 { low }
+
     /// Inlined: asked once per rule evaluated, and the first 64 rules need one test.
     @inline(__always) func contains(_ i: Int) -> Bool {
         i < 64 ? low & (1 << UInt64(i)) != 0 : containsBeyond64(i)
@@ -344,6 +347,15 @@ extension PartitionProcessor {
                      time: rule.condition.hasTimeFeature, momentary: readsEvent(rule.condition), anyChannel: rule.channels.isEmpty)
         }
         anyRuleTriggers = rulePlans.reduce(0) { $0 | $1.triggers }
+        pageScreens = EventType.allCases.map { type in
+            var screen: (rules: UInt64, paths: UInt64) = (0, 0)
+            for (i, plan) in rulePlans.enumerated() where plan.triggers & (1 << UInt32(type.ordinal)) != 0 {
+                guard i < 64, (0..<64).contains(plan.requiredPath) else { return (0, 0) }
+                screen.rules |= 1 << UInt64(i)
+                screen.paths |= 1 << UInt64(plan.requiredPath)
+            }
+            return screen
+        }
         filterRoots = rules.counters.map { spec in spec.filter.map { program.add($0) } ?? -1 }
         ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
         ruleChannels = rules.rules.map(\.channels)
@@ -538,6 +550,13 @@ extension PartitionProcessor {
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
         let matches = pages[visitor.pageID].pathBits
+        // Off the pages all the rules this event triggers need, with none of them holding
+        // before: none holds now, and none needs a wake-up (the loop below would find as
+        // much, rule by rule, after building the context). Most page pings land here.
+        if !everyRule, let type = trigger.eventType {
+            let screen = pageScreens[type.ordinal]
+            if screen.rules != 0 && matches & screen.paths == 0 && visitor.ruleBits.first64 & screen.rules == 0 { return [] }
+        }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
             channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",

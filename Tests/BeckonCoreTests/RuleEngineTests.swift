@@ -83,6 +83,21 @@ struct RuleEngineTests {
         #expect(fired == ["needs@/pricing", "either@/docs/setup", "either@/help"])
     }
 
+    /// Events off the page a rule needs skip its evaluation (`pageScreens`), but the first
+    /// such event after the rule held still ends it: back on the page, it fires again.
+    @Test func leavingTheRulesPageEndsItsCondition() throws {
+        let set = try rules([
+            ("pricing", "when: page.path ~ \"/pricing\"\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n"),
+            ("help", "when: page.path ~ \"/help\" and page_views >= 2\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n"),
+        ])
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero, maxPerSession: 100, maxPerDay: 100), configuration: configuration(lateness: 0))
+        var fired: [String] = []
+        for (i, path) in ["/pricing", "/pricing", "/cart", "/cart", "/pricing", "/help", "/pricing"].enumerated() {
+            for d in p.process(event(.pageView, "v", "p\(i)", at: Double(i) * 100, path: path), arrivedAt: wall) { fired.append("\(d.ruleID)@\(i)") }
+        }
+        #expect(fired == ["pricing@0", "pricing@4", "help@5", "pricing@6"])
+    }
+
     /// Past 64 path tests, results are kept beside a page's bits: a rule on the 70th path
     /// fires there and nowhere else, just as one on the 1st.
     @Test func pathTestsPastTheSixtyFourth() throws {
