@@ -150,4 +150,10 @@ struct ChannelTable: Sendable {
     }
 
     @inline(__always) subscript(id: UInt16) -> String { names[Int(id)] }
+
+    /// Whether `name` is the name of `id`, compared in place (reading the name out of the
+    /// table retained and released it, twice per event).
+    @inline(__always) func isName(_ id: UInt16, of name: String) -> Bool {
+        names.withUnsafeBufferPointer { $0[Int(id)] == name }
+    }
 }

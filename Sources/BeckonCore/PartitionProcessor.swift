@@ -537,7 +537,8 @@ public struct PartitionProcessor: Sendable {
     /// Keeps the visitor's latest user id and channel.
     @inline(__always) private mutating func updateIdentity(userID: String?, channel: String, slot: Int32, _ visitor: inout VisitorState) {
         if let userID, userID != visitors.sidecar(slot)?.userID { visitors.updateSidecar(slot) { $0.userID = userID } }
-        if channel != channelName(slot, visitor) { setChannel(channel, slot, &visitor) }
+        let same = visitor.channel != 0 ? channels.isName(visitor.channel, of: channel) : channel == visitors.sidecar(slot)?.channel ?? ""
+        if !same { setChannel(channel, slot, &visitor) }
     }
 
     /// Schedules the check for the end of the visitor's session, unless one is pending.
