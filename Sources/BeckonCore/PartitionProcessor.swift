@@ -442,33 +442,35 @@ public struct PartitionProcessor: Sendable {
         let idHash = RecentEventIDs.hash(event.id)
         let tag = visitors.tag(of: event.visitorID)
         let late = watermark.isLate(event.time)
+        // Decisions are appended to one array on the way, in the order they are made; each
+        // step returning its own (mostly empty) array cost a release per step.
+        var decisions: [Decision] = []
         if !late && event.type.isPageEvent {
             // Held for order without reading the visitor's state: the release reads it once
             // (duplicate check, channel, page track), not here and again there.
             watermark.observe(event.time, arrivedAt: wallNow)
-            let released = fireDueTimers(wallNow: wallNow)
+            fireDueTimers(wallNow: wallNow, into: &decisions)
             hold(page: event, idHash: idHash, tag: tag, position: position)
-            let fired = fireDueTimers(wallNow: wallNow)
-            if released.isEmpty { return fired }
-            return fired.isEmpty ? released : released + fired
+            fireDueTimers(wallNow: wallNow, into: &decisions)
+            return decisions
         }
         // What the new watermark releases comes first: an exit intent at 60 s then sees the
         // page view of 10 s that was held for ordering. The visitor is looked up after that,
         // so a session end in between cannot take the state from under this event.
         watermark.observe(event.time, arrivedAt: wallNow)
-        let released = fireDueTimers(wallNow: wallNow)
+        fireDueTimers(wallNow: wallNow, into: &decisions)
         let slot = visitors.slot(of: event.visitorID, tag: tag) ?? admit(event.visitorID, tag: tag, at: event.time, eventID: event.id, position: position)
         let visitorPointer = state(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
-            return released
+            return decisions
         }
         visitorPointer.pointee.recentEventIDs.insert(idHash)
-        let settled = process(event, idHash: idHash, late: late, position: position, tag: tag, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow)
-        statistics.decisions += settled.count
-        let fired = fireDueTimers(wallNow: wallNow)
-        if released.isEmpty && fired.isEmpty { return settled }
-        return released + settled + fired
+        let before = decisions.count
+        process(event, idHash: idHash, late: late, position: position, tag: tag, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow, into: &decisions)
+        statistics.decisions += decisions.count - before
+        fireDueTimers(wallNow: wallNow, into: &decisions)
+        return decisions
     }
 
     /// Holds a page event (not late) until the watermark passes it.
@@ -520,18 +522,16 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// A late event, or one that is not a page event: the visitor's state is at hand.
-    private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, tag: UInt32, slot: Int32, visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+    private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, tag: UInt32, slot: Int32, visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
         updateIdentity(userID: event.userID, channel: event.channel, slot: slot, &visitor)
-        var settled: [Decision] = []
         if late {
             statistics.lateEvents += 1
         } else if event.time > visitor.lastEventTime + configuration.sessionGap {
             held.push(event, idHash: idHash, tag: tag, hint: slot, position: position)
         } else {
-            settled = apply(event, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow)
+            apply(event, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow, into: &decisions)
         }
         scheduleSessionEnd(slot: slot, &visitor)
-        return settled
     }
 
     /// Keeps the visitor's latest user id and channel.
@@ -601,35 +601,33 @@ public struct PartitionProcessor: Sendable {
 
     /// A released page event: its visitor is found (or made), checked for a retry, and the
     /// event applied.
-    private mutating func releasePage(_ key: inout HeldQueue.Held, wallNow: EventTime) -> [Decision] {
+    private mutating func releasePage(_ key: inout HeldQueue.Held, wallNow: EventTime, into decisions: inout [Decision]) {
         let slot = visitors.slot(of: key.page.visitorID, tag: key.tag, hint: key.hint)
             ?? admit(key.page.visitorID, tag: key.tag, at: key.time, eventID: key.page.id, position: key.position)
         let visitor = state(slot)
         if visitor.pointee.recentEventIDs.contains(key.idHash) {
             statistics.duplicateEvents += 1
-            return []
+            return
         }
         visitor.pointee.recentEventIDs.insert(key.idHash)
         updateIdentity(userID: key.page.userID, channel: key.page.channel, slot: slot, &visitor.pointee)
-        let decisions = applyPage(&key, slot: slot, to: &visitor.pointee, wallNow: wallNow)
+        applyPage(&key, slot: slot, to: &visitor.pointee, wallNow: wallNow, into: &decisions)
         scheduleSessionEnd(slot: slot, &visitor.pointee)
-        return decisions
     }
 
     /// A released session opener (its duplicate check was done on arrival). If the old
     /// session's state went meanwhile, the event starts a new one.
-    private mutating func release(_ key: inout HeldQueue.Held, wallNow: EventTime) -> [Decision] {
+    private mutating func release(_ key: inout HeldQueue.Held, wallNow: EventTime, into decisions: inout [Decision]) {
         let event = held.takeEvent(key)
         let slot = visitors.slot(of: event.visitorID, tag: key.tag, hint: key.hint)
             ?? admit(event.visitorID, tag: key.tag, at: event.time, eventID: event.id, position: key.position)
         let visitor = state(slot)
-        let decisions = apply(event, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: slot, wallNow: wallNow)
+        apply(event, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: slot, wallNow: wallNow, into: &decisions)
         scheduleSessionEnd(slot: slot, &visitor.pointee)
-        return decisions
     }
 
     /// Applies a held page event, in event-time order, then evaluates the rules.
-    private mutating func applyPage(_ key: inout HeldQueue.Held, slot: Int32, to visitor: inout VisitorState, wallNow: EventTime) -> [Decision] {
+    private mutating func applyPage(_ key: inout HeldQueue.Held, slot: Int32, to visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
         let opensSession = startSessionIfDue(at: key.time, position: key.position, slot: slot, &visitor)
         var pageClass: PageClass?
         var pathHash: UInt32?
@@ -656,13 +654,13 @@ public struct PartitionProcessor: Sendable {
             count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
         }
         rescore(&visitor)
-        guard !rules.rules.isEmpty else { return [] }
-        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, wallNow: wallNow)
+        guard !rules.rules.isEmpty else { return }
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, wallNow: wallNow, into: &decisions)
     }
 
     /// Applies any other event (directly, or from the held queue when it opens a session),
     /// then evaluates the rules.
-    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime) -> [Decision] {
+    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime, into decisions: inout [Decision]) {
         let opensSession = startSessionIfDue(at: event.time, position: position, slot: slot, &visitor)
         if event.type == .offerDismissed, let id = event.properties.decisionID {
             if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.dismissed(decisionID: id, at: Tick(event.time)) } }
@@ -674,8 +672,8 @@ public struct PartitionProcessor: Sendable {
             count(event.type, at: event.time, pageID: pageID, channel: event.channel, in: &visitor)
         }
         rescore(&visitor)
-        guard !rules.rules.isEmpty else { return [] }
-        return evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow)
+        guard !rules.rules.isEmpty else { return }
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow, into: &decisions)
     }
 
     /// The visitor's channel name.
@@ -780,7 +778,8 @@ public struct PartitionProcessor: Sendable {
     public mutating func advanceIdle(wallNow: EventTime) -> [Decision] {
         guard watermark.advanceIdle(wallNow: wallNow) else { return [] }
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
-        let decisions = fireDueTimers(wallNow: wallNow)
+        var decisions: [Decision] = []
+        fireDueTimers(wallNow: wallNow, into: &decisions)
         compactIdleVisitors()
         return decisions
     }
@@ -808,21 +807,15 @@ public struct PartitionProcessor: Sendable {
     /// Releases held events and fires timers that the watermark has passed, in event-time
     /// order (a timer before a held event due at the same instant: a dwell that completes
     /// as the visitor leaves still counts).
-    @inline(__always) private mutating func fireDueTimers(wallNow: EventTime) -> [Decision] {
+    @inline(__always) private mutating func fireDueTimers(wallNow: EventTime, into decisions: inout [Decision]) {
         // Twice per event, and usually nothing is due: decide that inline.
         guard let now = watermark.current,
-              (held.nextTime.map { $0 <= now } ?? false) || (timers.next.map { $0.due <= now } ?? false) else { return [] }
-        return fireDueTimers(now: now, wallNow: wallNow)
+              (held.nextTime.map { $0 <= now } ?? false) || (timers.next.map { $0.due <= now } ?? false) else { return }
+        fireDueTimers(now: now, wallNow: wallNow, into: &decisions)
     }
 
-    /// Appends `made` to `decisions`; taken whole when `decisions` is empty (appending
-    /// copied each decision, a dozen strings retained, then released with `made`).
-    @inline(__always) private static func add(_ made: consuming [Decision], to decisions: inout [Decision]) {
-        if decisions.isEmpty { decisions = made } else { decisions += made }
-    }
-
-    private mutating func fireDueTimers(now: EventTime, wallNow: EventTime) -> [Decision] {
-        var decisions: [Decision] = []
+    private mutating func fireDueTimers(now: EventTime, wallNow: EventTime, into decisions: inout [Decision]) {
+        let before = decisions.count
         while true {
             let nextHeld = held.nextTime.flatMap { $0 <= now ? $0 : nil }
             let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
@@ -840,8 +833,7 @@ public struct PartitionProcessor: Sendable {
                     if let near = held.ahead(1) { visitors.prefetchEntry(tag: near.tag) }
                     if let next = held.ahead(0) { visitors.prefetch(tag: next.tag) }
                 }
-                let made = h.event < 0 ? releasePage(&h, wallNow: wallNow) : release(&h, wallNow: wallNow)
-                if !made.isEmpty { Self.add(made, to: &decisions) }
+                if h.event < 0 { releasePage(&h, wallNow: wallNow, into: &decisions) } else { release(&h, wallNow: wallNow, into: &decisions) }
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
@@ -856,8 +848,7 @@ public struct PartitionProcessor: Sendable {
                 visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
-                let made = evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow)
-                if !made.isEmpty { Self.add(made, to: &decisions) }
+                evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow, into: &decisions)
             case .sessionEnd:
                 // Read through the pointer: a `let` copy of the state would move ~500 bytes.
                 let v = state(timer.slot)
@@ -885,7 +876,6 @@ public struct PartitionProcessor: Sendable {
                 }
             }
         }
-        statistics.decisions += decisions.count
-        return decisions
+        statistics.decisions += decisions.count - before
     }
 }

@@ -545,17 +545,17 @@ extension PartitionProcessor {
     /// event opens a session): a rule that depends only on the page and time then fires from
     /// its timer or a page event, both applied in event-time order, so at the same instant
     /// in any arrival order.
-    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, wallNow: EventTime) -> [Decision] {
+    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, wallNow: EventTime, into decisions: inout [Decision]) {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
         // Most events affect no rule of a small set: skip building the context.
-        guard everyRule || anyRuleTriggers & typeBit != 0 else { return [] }
+        guard everyRule || anyRuleTriggers & typeBit != 0 else { return }
         let matches = pages[visitor.pageID].pathBits
         // Off the pages all the rules this event triggers need, with none of them holding
         // before: none holds now, and none needs a wake-up (the loop below would find as
         // much, rule by rule, after building the context). Most page pings land here.
         if !everyRule, let type = trigger.eventType {
             let screen = pageScreens[type.ordinal]
-            if screen.rules != 0 && matches & screen.paths == 0 && visitor.ruleBits.first64 & screen.rules == 0 { return [] }
+            if screen.rules != 0 && matches & screen.paths == 0 && visitor.ruleBits.first64 & screen.rules == 0 { return }
         }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
@@ -590,8 +590,10 @@ extension PartitionProcessor {
             if stays != was { visitor.ruleBits.set(i, stays) }
         }
         if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }
-        guard !risen.isEmpty else { return [] }
-        return decide(risen, slot: slot, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow)
+        guard !risen.isEmpty else { return }
+        if let decision = decide(risen, slot: slot, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow) {
+            decisions.append(decision)
+        }
     }
 
     /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
@@ -606,7 +608,7 @@ extension PartitionProcessor {
     /// (cooldown, dismissed backoff, coupon budget) lets the next one try; the first that
     /// passes wins and the rest are `lower_priority`. A winner in its rule's holdout group
     /// is recorded with `experiment = holdout` and counts as a prompt for every limit.
-    mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> [Decision] {
+    mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> Decision? {
         let sidecar = visitors.sidecar(slot)
         let prompts = sidecar?.prompts ?? PromptMemory()
         let order = risen.count == 1 ? risen : risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
@@ -633,7 +635,7 @@ extension PartitionProcessor {
         }
         if let visitorWide {
             for i in order { suppress(i, visitorWide, &self) }
-            return []
+            return nil
         }
         let hour = time.milliseconds / 3_600_000
         var winner: (index: Int, holdout: Bool)?
@@ -657,7 +659,7 @@ extension PartitionProcessor {
             }
             winner = (i, Self.inHoldout(visitorID: visitorID, ruleID: rules.rules[i].id, share: rules.rules[i].holdout))
         }
-        guard let (index, holdout) = winner else { return [] }
+        guard let (index, holdout) = winner else { return nil }
         // Fields, not a `Rule` copy (see above).
         let action = rules.rules[index].action, ruleID = rules.rules[index].id
         if holdout { suppress(index, .holdout, &self) }
@@ -671,11 +673,11 @@ extension PartitionProcessor {
         let payload = rules.rules[index].payload.map { ($0.0, fill($0.1, &visitor, context)) }
         let cause: EventType?
         if case .event(let type, _) = trigger { cause = type } else { cause = nil }
-        return [Decision(
+        return Decision(
             id: id, visitorID: visitorID, userID: sidecar?.userID, action: action, ruleID: ruleID, ruleVersion: rules.rules[index].version,
             intentNames: intentNames, scores: visitor.scores, condition: rules.rules[index].conditionText, cause: cause, page: pages.path(visitor.pageID),
             payload: payload, channel: channel(context), eventTime: time, decidedAt: wallNow,
-            expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)]
+            expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)
     }
 
     /// A deterministic share of visitors per rule: the same visitor is always in or out.

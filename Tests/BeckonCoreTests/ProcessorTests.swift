@@ -312,7 +312,10 @@ struct ProcessorPropertyTests {
                         out += p.process(e, arrivedAt: wall)
                     }
                 }
-                return out + p.advanceIdle(wallNow: wall + .minutes(60))
+                out += p.advanceIdle(wallNow: wall + .minutes(60))
+                // The count kept along the way is the decisions handed out.
+                #expect(p.statistics.decisions == out.count)
+                return out
             }
             let first = run()
             let second = run()
