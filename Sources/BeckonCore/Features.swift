@@ -569,9 +569,13 @@ public enum Feature: String, CaseIterable, Sendable {
     /// In a human chat at `now`: the latest chat event at or before `now` is an agent chat's
     /// start (an end at the same instant wins). Later events, which may already be applied
     /// when a timer due at `now` fires, do not count.
-    static func inHumanChat(_ chats: Recent4<UInt8>, at now: Tick) -> Bool {
-        // Most visitors never chat: one pass to see that, not the search below.
-        guard chats.count(since: .never) > 0 else { return false }
+    @inline(__always) static func inHumanChat(_ chats: Recent4<UInt8>, at now: Tick) -> Bool {
+        // Most visitors never chat: one vector test, inline, to see that (a call cost ~35
+        // instructions per rescore), not the search.
+        chats.count(since: .never) > 0 && latestChatIsHuman(chats, at: now)
+    }
+
+    static func latestChatIsHuman(_ chats: Recent4<UInt8>, at now: Tick) -> Bool {
         var latest: (Tick, UInt32)?
         chats.forEach { tick, tag in
             if tick <= now, latest.map({ (tick, tag) > $0 }) ?? true { latest = (tick, tag) }
@@ -580,7 +584,13 @@ public enum Feature: String, CaseIterable, Sendable {
     }
 
     /// Three clicks on one element within 2 s among the latest four, the last within a minute.
-    static func rage(_ clicks: Recent4<UInt32>, now: Tick) -> Bool {
+    @inline(__always) static func rage(_ clicks: Recent4<UInt32>, now: Tick) -> Bool {
+        // A burst's three clicks all lie within the last 62 s: when fewer do (most visitors,
+        // most of the time), one vector count, inline, says no without the search.
+        clicks.count(since: now.minus(milliseconds: 62_000)) >= 3 && rageBurst(clicks, now: now)
+    }
+
+    static func rageBurst(_ clicks: Recent4<UInt32>, now: Tick) -> Bool {
         // No allocation: this runs for every event the frustration score is recomputed on.
         var rage = false
         let recent = now.minus(milliseconds: 60_000)

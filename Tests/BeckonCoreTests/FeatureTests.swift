@@ -92,6 +92,29 @@ struct FeatureTests {
         #expect(f[.formErrorsPage] == 1)  // per page, not windowed
     }
 
+    /// The inline screens in front of the rage-click and human-chat searches never change
+    /// their answer: random clicks (few elements, around the 60 s and 2 s edges) and chats.
+    @Test func rageAndChatScreensAgreeWithTheSearch() async {
+        var bursts = 0
+        await propertyCheck(count: 2_000, input: Gen.int(in: 0...1_000_000)) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            let now = Tick(value: 100_000)
+            var clicks = Recent4<UInt32>(), chats = Recent4<UInt8>()
+            // Bursts that start 58 to 63 s ago and last up to 2.5 s: on both sides of the edges.
+            let start = Int64(58_000 + rng.next() % 51 * 100)
+            for _ in 0..<Int(rng.next() % 5) {
+                clicks.insert(now.minus(milliseconds: start - Int64(rng.next() % 26) * 100), tag: UInt32(rng.next() % 2) + 1)
+            }
+            for _ in 0..<Int(rng.next() % 3) {
+                chats.insert(now.minus(milliseconds: Int64(rng.next() % 100) * 100 - 2_000), tag: UInt32(rng.next() % 2))
+            }
+            #expect(Feature.rage(clicks, now: now) == Feature.rageBurst(clicks, now: now))
+            if Feature.rageBurst(clicks, now: now) { bursts += 1 }
+            #expect(Feature.inHumanChat(chats, at: now) == Feature.latestChatIsHuman(chats, at: now))
+        }
+        #expect(bursts > 100)  // the generator makes rage often enough to test the screen
+    }
+
     @Test func cartAndCheckout() {
         var s = Script()
         s.add(.addToCart, at: 0) { $0.sku = "a"; $0.price = 19.99; $0.quantity = 2 }
