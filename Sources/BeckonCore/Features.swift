@@ -446,20 +446,27 @@ public enum Feature: String, CaseIterable, Sendable {
 
     /// The feature's value at `now` (the visitor's latest event time, or a timer's due time).
     @_transparent func value(_ f: VisitorFeatures, page: PageContext, now: Tick) -> Double {
+        withUnsafePointer(to: f) { value(of: $0, page: page, now: now) }
+    }
+
+    /// `value`, reading the features where they lie: each case loads only its own fields.
+    /// (With the features passed as a value, a call whose feature is not a constant, as a
+    /// rule condition's, loaded every field before the switch, about 120 instructions.)
+    @_transparent func value(of f: UnsafePointer<VisitorFeatures>, page: PageContext, now: Tick) -> Double {
         func b(_ x: Bool) -> Double { x ? 1 : 0 }
-        func views(_ c: PageClass) -> Double { Double(f.classViews[c.ordinal]) }
+        func views(_ c: PageClass) -> Double { Double(f.pointee.classViews[c.ordinal]) }
         switch self {
-        case .sessionEvents: return Double(f.sessionEvents)
-        case .sessionSeconds: return f.sessionStart.seconds(until: now)
-        case .visits: return Double(f.visits)
-        case .returning: return b(f.visits > 1)
+        case .sessionEvents: return Double(f.pointee.sessionEvents)
+        case .sessionSeconds: return f.pointee.sessionStart.seconds(until: now)
+        case .visits: return Double(f.pointee.visits)
+        case .returning: return b(f.pointee.visits > 1)
         case .pageClass: return Double(page.pageClass.ordinal)
         case .pageDwellSeconds: return !page.onPage ? 0 : page.since.seconds(until: now)
-        case .pageViews: return Double(f.pageViews)
-        case .pageViews5m: return Double(f.recentPages.count(since: now.minus(milliseconds: 300_000)))
-        case .samePageViews: return !page.onPage ? 0 : Double(f.recentPages.count(since: .never, tag: page.pathHash))
+        case .pageViews: return Double(f.pointee.pageViews)
+        case .pageViews5m: return Double(f.pointee.recentPages.count(since: now.minus(milliseconds: 300_000)))
+        case .samePageViews: return !page.onPage ? 0 : Double(f.pointee.recentPages.count(since: .never, tag: page.pathHash))
         case .sameCategoryViews:
-            return page.pageClass != .category ? 0 : Double(f.recentCategories.count(since: .never, tag: page.pathHash))
+            return page.pageClass != .category ? 0 : Double(f.pointee.recentCategories.count(since: .never, tag: page.pathHash))
         case .productViews: return views(.product)
         case .categoryViews: return views(.category)
         case .pricingViews: return views(.pricing)
@@ -468,37 +475,37 @@ public enum Feature: String, CaseIterable, Sendable {
         case .checkoutViews: return views(.checkout)
         case .scrollDepth:
             var deepest: UInt32 = 0
-            f.scrolls.forEach { tick, depth in if tick >= page.since { deepest = max(deepest, depth) } }
+            f.pointee.scrolls.forEach { tick, depth in if tick >= page.since { deepest = max(deepest, depth) } }
             return Double(deepest)
-        case .cartItems: return Double(max(0, f.cartItems))
-        case .cartValue: return Double(max(0, f.cartCents)) / 100
+        case .cartItems: return Double(max(0, f.pointee.cartItems))
+        case .cartValue: return Double(max(0, f.pointee.cartCents)) / 100
         case .cartIdleSeconds:
-            return f.cartItems > 0 && f.lastCartChange > f.lastCheckoutProgress ? f.lastCartChange.seconds(until: now) : 0
-        case .checkoutStep: return Double(f.checkoutStep)
-        case .checkoutStepSeconds: return f.checkoutStep == 0 ? 0 : f.checkoutStepSince.seconds(until: now)
-        case .purchased: return b(f.purchased)
-        case .formErrorsPage: return !page.onPage ? 0 : Double(f.formErrors.count(since: .never, tag: page.pathHash))
-        case .formErrors1m: return Double(f.formErrors.count(since: now.minus(milliseconds: 60_000)))
-        case .formErrors5m: return Double(f.formErrors.count(since: now.minus(milliseconds: 300_000)))
-        case .formErrorsSession: return Double(f.formErrorsSession)
-        case .rageClick: return b(Self.rage(f.clicks, now: now))
-        case .clicks1m: return Double(f.clicks.count(since: now.minus(milliseconds: 60_000)))
-        case .priceHovers5m: return Double(f.priceHovers.count(since: now.minus(milliseconds: 300_000)))
-        case .priceHovers: return Double(f.priceHoversSession)
-        case .searches: return Double(f.searches)
-        case .zeroResultSearches: return Double(f.zeroResultSearches)
+            return f.pointee.cartItems > 0 && f.pointee.lastCartChange > f.pointee.lastCheckoutProgress ? f.pointee.lastCartChange.seconds(until: now) : 0
+        case .checkoutStep: return Double(f.pointee.checkoutStep)
+        case .checkoutStepSeconds: return f.pointee.checkoutStep == 0 ? 0 : f.pointee.checkoutStepSince.seconds(until: now)
+        case .purchased: return b(f.pointee.purchased)
+        case .formErrorsPage: return !page.onPage ? 0 : Double(f.pointee.formErrors.count(since: .never, tag: page.pathHash))
+        case .formErrors1m: return Double(f.pointee.formErrors.count(since: now.minus(milliseconds: 60_000)))
+        case .formErrors5m: return Double(f.pointee.formErrors.count(since: now.minus(milliseconds: 300_000)))
+        case .formErrorsSession: return Double(f.pointee.formErrorsSession)
+        case .rageClick: return b(Self.rage(f.pointee.clicks, now: now))
+        case .clicks1m: return Double(f.pointee.clicks.count(since: now.minus(milliseconds: 60_000)))
+        case .priceHovers5m: return Double(f.pointee.priceHovers.count(since: now.minus(milliseconds: 300_000)))
+        case .priceHovers: return Double(f.pointee.priceHoversSession)
+        case .searches: return Double(f.pointee.searches)
+        case .zeroResultSearches: return Double(f.pointee.zeroResultSearches)
         case .exitIntent:
             // As of `now`: a timer due before the latest exit intent does not see it.
-            return b(page.onPage && f.lastExitIntent != .never && f.lastExitIntent >= page.since && f.lastExitIntent <= now)
-        case .exitIntents: return Double(f.exitIntents)
-        case .chatMessages: return Double(f.chatMessages)
-        case .chatSentiment: return Double(f.lastSentiment)
-        case .chatSentimentMin: return Double(f.minSentiment)
-        case .negativeMessages: return Double(f.negativeMessages)
-        case .humanChat: return b(Self.inHumanChat(f.chats, at: now))
-        case .offersShown: return Double(f.offersShown)
-        case .offersAccepted: return Double(f.offersAccepted)
-        case .offersDismissed: return Double(f.offersDismissed)
+            return b(page.onPage && f.pointee.lastExitIntent != .never && f.pointee.lastExitIntent >= page.since && f.pointee.lastExitIntent <= now)
+        case .exitIntents: return Double(f.pointee.exitIntents)
+        case .chatMessages: return Double(f.pointee.chatMessages)
+        case .chatSentiment: return Double(f.pointee.lastSentiment)
+        case .chatSentimentMin: return Double(f.pointee.minSentiment)
+        case .negativeMessages: return Double(f.pointee.negativeMessages)
+        case .humanChat: return b(Self.inHumanChat(f.pointee.chats, at: now))
+        case .offersShown: return Double(f.pointee.offersShown)
+        case .offersAccepted: return Double(f.pointee.offersAccepted)
+        case .offersDismissed: return Double(f.pointee.offersDismissed)
         }
     }
 
@@ -511,7 +518,7 @@ public enum Feature: String, CaseIterable, Sendable {
     /// `value`, stored at the feature's `ordinal`. (A method: a nested function doing the
     /// same was not inlined, and kept the switch.)
     @_transparent private func put(_ f: UnsafePointer<VisitorFeatures>, _ page: PageContext, _ now: Tick, _ out: UnsafeMutablePointer<Double>) {
-        out[ordinal] = value(f.pointee, page: page, now: now)
+        out[ordinal] = value(of: f, page: page, now: now)
     }
 
     /// Every feature's value at `now`, stored at its `ordinal` (`out` holds `count` places). Each line is `value` with a

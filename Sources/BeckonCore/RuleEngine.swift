@@ -438,7 +438,8 @@ extension PartitionProcessor {
             // Milliseconds, not ticks: "on the page for 45 s" fires exactly 45 s after it was entered.
             return v.pageID == 0 ? 0 : Double(max(0, (x.timeNow - v.pageSince).value)) / 1000
         }
-        return f.value(v.features, page: v.page, now: f.isTimeFeature ? Tick(x.timeNow) : x.now)
+        let page = v.page, now = f.isTimeFeature ? Tick(x.timeNow) : x.now
+        return withUnsafePointer(to: &v.features) { f.value(of: $0, page: page, now: now) }
     }
 
     /// Whether the condition at node `n` of `program` holds.
