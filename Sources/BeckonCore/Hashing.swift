@@ -72,7 +72,8 @@ public struct StableHash: Sendable {
         n = (n | n << 16) & 0x0000_FFFF_0000_FFFF
         n = (n | n << 8) & 0x00FF_00FF_00FF_00FF
         n = (n | n << 4) & 0x0F0F_0F0F_0F0F_0F0F
-        // ... then "0"-"9" or "a"-"f" (39 past "9" + 1), and the most significant first.
+        // ... then each plus "0", and 39 more for 10-15 ("a" is 39 past the byte after
+        // "9"), and the most significant first.
         let letters = ((n &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
         return (n &+ 0x3030_3030_3030_3030 &+ letters &* 39).byteSwapped.littleEndian
     }

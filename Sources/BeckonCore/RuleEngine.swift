@@ -540,7 +540,8 @@ extension PartitionProcessor {
     }
 
     /// Evaluates every rule for a visitor; the rules whose condition turned true go to the
-    /// policy. Schedules a wake-up for the earliest instant a time condition may turn true.
+    /// policy, and its decision, if any, is appended to `decisions`. Schedules a wake-up for
+    /// the earliest instant a time condition may turn true.
     ///
     /// On an event, only rules the event type can affect are evaluated (all of them when the
     /// event opens a session): a rule that depends only on the page and time then fires from
