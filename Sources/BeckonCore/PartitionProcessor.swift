@@ -315,6 +315,8 @@ public struct PartitionProcessor: Sendable {
     let intentNames: [String]
     /// The model flattened for `rescore`: intent i's terms are `terms[termStart[i]..<termStart[i + 1]]`.
     private let compiledModel: CompiledModel
+    /// The feature values of the latest rescore, and whose they are.
+    var rescored = RescoredValues()
     /// Resident visitors' session starts, counted per block of positions: the earliest
     /// block is where a rebuild of this state must start re-reading.
     private var sessionStarts: [Int64: Int32] = [:]
@@ -694,24 +696,35 @@ public struct PartitionProcessor: Sendable {
         return pages.intern(path) { PageInfo.of($0, classes: classes, tests: tests) }
     }
 
-    /// Recomputes the intent scores: every feature once, then the sums.
-    private mutating func rescore(_ visitor: inout VisitorState) {
+    /// Recomputes the intent scores: every feature once, then the sums. The feature values
+    /// stay in `rescored`, for the rule evaluation that follows.
+    @inline(__always) private mutating func rescore(_ visitor: inout VisitorState) {
         guard !compiledModel.isEmpty else { return }
+        let now = Tick(visitor.lastEventTime)
+        rescored.handle = visitor.handle
+        rescored.tick = now
         // Through a pointer: reading the state's fields through an `inout` inside a closure
         // would copy the whole state first.
-        withUnsafeMutablePointer(to: &visitor) { v in Self.rescore(v, model: compiledModel) }
+        withUnsafeMutablePointer(to: &visitor) { v in
+            withUnsafeMutableBytes(of: &rescored.values) { Self.rescore(v, at: now, model: compiledModel, values: $0.baseAddress!.assumingMemoryBound(to: Double.self)) }
+        }
     }
 
     private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel) {
-        let now = Tick(v.pointee.lastEventTime)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { rescore(v, at: Tick(v.pointee.lastEventTime), model: m, values: $0.baseAddress!) }
+    }
+
+    /// Rescores at `now` (the state's latest event time), with `values` (`Feature.count`
+    /// places) to hold the feature values.
+    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, at now: Tick, model m: CompiledModel, values: UnsafeMutablePointer<Double>) {
         let page = v.pointee.page
         var scores = IntentScores()
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { values in
+        do {
             // Every feature, whether the model reads it or not (the shipped one reads 28 of 43):
             // computing them all costs less than picking the model's one by one. Read where
             // they lie: passed as a value, the features were copied first (266 bytes).
             let features = UnsafeRawPointer(v).advanced(by: MemoryLayout<VisitorState>.offset(of: \.features)!)
-            Feature.values(of: features.assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values.baseAddress!)
+            Feature.values(of: features.assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values)
             // Term by term: a model reads few of its intents × features pairs (the shipped one
             // 35 of 140), so sums over dense columns would mostly add zeros. Through buffer
             // pointers, the scores too: indexing a SIMD value by a variable stored it to the
@@ -736,6 +749,15 @@ public struct PartitionProcessor: Sendable {
             }
         }
         v.pointee.scores = scores
+    }
+
+    /// The feature values the latest rescore computed, and whose they are: a visitor's
+    /// handle and the instant. Rule conditions on that visitor at that instant read them
+    /// (`featureValue`) instead of computing each feature again.
+    struct RescoredValues: Sendable {
+        var values = InlineArray<43, Double>(repeating: 0)
+        var handle: Int32 = -1
+        var tick = Tick.never
     }
 
     /// The intent model flattened: per intent its bias and where its terms end, and the

@@ -227,6 +227,9 @@ struct EvaluationContext {
     var channelID: UInt16
     var channelName: String? = nil
     var eventType: EventType?
+    /// The visitor was rescored at `now` just before, so `PartitionProcessor.rescored`
+    /// holds its feature values (an event's evaluation; not a timer's or a count filter's).
+    var rescored = false
 }
 
 extension Feature {
@@ -438,7 +441,14 @@ extension PartitionProcessor {
             // Milliseconds, not ticks: "on the page for 45 s" fires exactly 45 s after it was entered.
             return v.pageID == 0 ? 0 : Double(max(0, (x.timeNow - v.pageSince).value)) / 1000
         }
-        let page = v.page, now = f.isTimeFeature ? Tick(x.timeNow) : x.now
+        let now = f.isTimeFeature ? Tick(x.timeNow) : x.now
+        // Right after a rescore at the same instant (a rule evaluation on an event), the
+        // value is at hand. A timer's evaluation, at its own instant, computes it.
+        // (Read in place: a method on the values copied all 344 bytes first.)
+        if x.rescored && rescored.handle == v.handle && rescored.tick == now {
+            return withUnsafeBytes(of: &rescored.values) { $0.load(fromByteOffset: f.ordinal * MemoryLayout<Double>.stride, as: Double.self) }
+        }
+        let page = v.page
         return withUnsafePointer(to: &v.features) { f.value(of: $0, page: page, now: now) }
     }
 
@@ -562,7 +572,7 @@ extension PartitionProcessor {
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
             channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",
-            eventType: trigger.eventType)
+            eventType: trigger.eventType, rescored: trigger.eventType != nil)
         var risen: [Int] = []
         var wake: EventTime?
         for i in rulePlans.indices where everyRule || rulePlans[i].triggers & typeBit != 0 {

@@ -98,6 +98,21 @@ struct RuleEngineTests {
         #expect(fired == ["pricing@0", "pricing@4", "help@5", "pricing@6"])
     }
 
+    /// A condition read right after a rescore takes the rescore's feature values only when
+    /// they are for the same instant: an event older than the visitor's latest (within the
+    /// allowed lateness) reads time features at its own time.
+    @Test func anEarlierEventReadsTimeFeaturesAtItsOwnTime() throws {
+        let set = try rules([("early", "when: event == click and session_seconds < 5\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        // With a model, so the event is rescored before the rules are evaluated.
+        var p = PartitionProcessor(rules: set, model: try shippedModel(), policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 5))
+        var fired: [String] = []
+        for e in [event(.pageView, "v", "p", at: 0, path: "/home"), event(.exitIntent, "v", "x", at: 6, path: "/home"),
+                  event(.click, "v", "c", at: 4, path: "/home") { $0.element = "b" }] {
+            for d in p.process(e, arrivedAt: wall) { fired.append(d.triggerEventID) }
+        }
+        #expect(fired == ["c"])  // session_seconds is 4 at the click, though 6 at the rescore
+    }
+
     /// Past 64 path tests, results are kept beside a page's bits: a rule on the 70th path
     /// fires there and nowhere else, just as one on the 1st.
     @Test func pathTestsPastTheSixtyFourth() throws {
