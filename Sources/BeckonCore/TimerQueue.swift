@@ -290,17 +290,22 @@ struct MovingSlab<Element> {
         @exclusivity(unchecked) var capacity: Int
         /// Places handed out so far; those below it not in `free` hold an element.
         @exclusivity(unchecked) var used = 0
-        @exclusivity(unchecked) var free: [Int32] = []
+        /// The free places, a stack of `freeCount` in a buffer of its own (as an array, each
+        /// push and pop checked the array's uniqueness and bounds; there is one per event).
+        /// A place is freed at most once while `used` holds it, so `capacity` places suffice.
+        @exclusivity(unchecked) var free: UnsafeMutablePointer<Int32>
+        @exclusivity(unchecked) var freeCount = 0
 
         init(capacity: Int) {
             self.capacity = capacity
             base = .allocate(capacity: capacity)
+            free = .allocate(capacity: capacity)
         }
 
         /// The places that hold an element.
         var live: [Int] {
             var isFree = [Bool](repeating: false, count: used)
-            for place in free { isFree[Int(place)] = true }
+            for k in 0..<freeCount { isFree[Int(free[k])] = true }
             return (0..<used).filter { !isFree[$0] }
         }
 
@@ -308,20 +313,22 @@ struct MovingSlab<Element> {
             let other = Storage(capacity: capacity)
             for i in live { (other.base + i).initialize(to: base[i]) }
             other.used = used
-            other.free = free
+            other.free.initialize(from: free, count: freeCount)
+            other.freeCount = freeCount
             return other
         }
 
         deinit {
             for i in live { (base + i).deinitialize(count: 1) }
             base.deallocate()
+            free.deallocate()
         }
     }
 
     private var storage = Storage(capacity: 16)
 
     /// Elements held.
-    var count: Int { storage.used - storage.free.count }
+    var count: Int { storage.used - storage.freeCount }
 
     /// Starts loading the element at `place` into cache (a hint).
     @inline(__always) func prefetch(_ place: Int32) {
@@ -336,14 +343,19 @@ struct MovingSlab<Element> {
         makeUnique()
         let s = storage
         let place: Int
-        if let reused = s.free.popLast() {
-            place = Int(reused)
+        if s.freeCount > 0 {
+            s.freeCount &-= 1
+            place = Int(s.free[s.freeCount])
         } else {
             if s.used == s.capacity {
                 let bigger = UnsafeMutablePointer<Element>.allocate(capacity: s.capacity * 2)
                 bigger.moveInitialize(from: s.base, count: s.used)
                 s.base.deallocate()
                 s.base = bigger
+                let biggerFree = UnsafeMutablePointer<Int32>.allocate(capacity: s.capacity * 2)
+                biggerFree.moveInitialize(from: s.free, count: s.freeCount)
+                s.free.deallocate()
+                s.free = biggerFree
                 s.capacity *= 2
             }
             place = s.used
@@ -356,8 +368,10 @@ struct MovingSlab<Element> {
     /// Moves the element out; its place is free for the next `insert`.
     mutating func take(_ place: Int32) -> Element {
         makeUnique()
-        storage.free.append(place)
-        return (storage.base + Int(place)).move()
+        let s = storage
+        s.free[s.freeCount] = place
+        s.freeCount &+= 1
+        return (s.base + Int(place)).move()
     }
 
     /// A held element, to read (valid until the next change).
