@@ -135,11 +135,11 @@ public struct StableHash: Sendable {
 extension String {
     /// Calls `body` with the string's UTF-8 bytes, without copying the string. `withUTF8` is
     /// mutating, so calling it on a copy retained and released the string, two runtime calls
-    /// even for a small string that holds no reference; native strings (small ones included)
-    /// are read in place. Another one (bridged, say) is made contiguous on a copy.
+    /// even for a small string that holds no reference, and `utf8.withContiguousStorageIfAvailable`
+    /// still retained it once. `withCString` reads a native string in place (a small one
+    /// from a stack copy); the length is the string's, so bytes after a zero byte count.
     @inline(__always) func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let result = utf8.withContiguousStorageIfAvailable(body) { return result }
-        var copy = self
-        return copy.withUTF8(body)
+        let count = utf8.count
+        return withCString { body(UnsafeBufferPointer(start: UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), count: count)) }
     }
 }

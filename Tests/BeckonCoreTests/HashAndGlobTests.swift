@@ -43,6 +43,16 @@ struct HashAndGlobTests {
             }
             // A trailing zero byte is not the same as no byte.
             #expect(wordHash(String(decoding: base + [0], as: UTF8.self)) != wordHash(String(decoding: base, as: UTF8.self)))
+            // Bytes after a zero byte count, small string or not (`withBytes` reads a C
+            // string's buffer, but by the string's length).
+            let zeroed = base + [0] + base
+            var other = zeroed
+            if let last = other.indices.last { other[last] ^= 0x01 }
+            if !base.isEmpty {
+                #expect(wordHash(String(decoding: zeroed, as: UTF8.self)) != wordHash(String(decoding: other, as: UTF8.self)), "length \(length)")
+                #expect(fnv64(String(decoding: zeroed, as: UTF8.self)) != fnv64(String(decoding: other, as: UTF8.self)))
+                #expect(VisitorFeatures.hash32(String(decoding: zeroed, as: UTF8.self)) != VisitorFeatures.hash32(String(decoding: other, as: UTF8.self)))
+            }
         }
         var ids: Set<UInt64> = []
         for v in 0..<20_000 {
