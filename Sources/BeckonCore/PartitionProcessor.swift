@@ -1,3 +1,4 @@
+import CBeckonSIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -731,8 +732,7 @@ public struct PartitionProcessor: Sendable {
             // stack and loaded it back, for every intent.
             m.terms.withUnsafeBufferPointer { terms in
                 m.intents.withUnsafeBufferPointer { intents in
-                    withUnsafeMutableBytes(of: &scores) { raw in
-                        let out = raw.bindMemory(to: Float.self)
+                    withUnsafeTemporaryAllocation(of: Double.self, capacity: IntentScores.scalarCount) { sums in
                         var t = 0
                         for i in intents.indices {
                             var z = intents[i].bias
@@ -741,8 +741,12 @@ public struct PartitionProcessor: Sendable {
                                 z += terms[t].weight * min(values[terms[t].feature], terms[t].cap)
                                 t += 1
                             }
-                            // Float, the precision scores are kept in: expf is about twice as fast as exp.
-                            out[i] = 1 / (1 + expf(Float(-z)))
+                            sums[i] = z
+                        }
+                        // All intents' logistic at once, in vector instructions: five calls
+                        // to expf cost about 135 instructions per event.
+                        withUnsafeMutableBytes(of: &scores) { out in
+                            beckon_logistic8(sums.baseAddress!, intents.count, out.baseAddress!.assumingMemoryBound(to: Float.self))
                         }
                     }
                 }

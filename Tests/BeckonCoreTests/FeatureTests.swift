@@ -1,4 +1,5 @@
 @testable import BeckonCore
+import CBeckonSIMD
 import Foundation
 import PropertyBased
 import Testing
@@ -292,6 +293,36 @@ struct IntentModelTests {
         #expect(scores[0].0 == "needs_help")
         #expect(abs(scores[0].1 - 1 / (1 + exp(-0.5))) < 1e-6)
         #expect(scores.allSatisfy { $0.1 >= 0 && $0.1 <= 1 })
+    }
+
+    /// The vector logistic that turns all intents' sums into scores at once: close to the
+    /// exact value over the whole range, never 0 (0 marks a state never scored), and 0 in
+    /// the places past the model's intents.
+    @Test func theVectorLogisticIsTheLogistic() async {
+        await propertyCheck(count: 2_000, input: Gen.int(in: 0...Int(UInt32.max))) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            // Mostly where scores live, some far out, and the edges of the clamp.
+            let z: [Double] = (0..<8).map { lane in
+                switch (seed + lane) % 4 {
+                case 0: return Double(rng.next() % 2_000_001) / 100_000 - 10
+                case 1: return Double(rng.next() % 400_001) / 1_000 - 200
+                case 2: return [87.0, -87.0, 88.5, -88.5, 0][Int(rng.next() % 5)]
+                default: return Double(rng.next() % 2_001) / 1_000 - 1
+                }
+            }
+            let count = seed % 9
+            var out = [Float](repeating: .nan, count: 8)
+            beckon_logistic8(z, count, &out)
+            for lane in 0..<8 {
+                if lane >= count {
+                    #expect(out[lane] == 0, "lane \(lane) past \(count) intents")
+                    continue
+                }
+                let exact = 1 / (1 + exp(-z[lane]))
+                #expect(abs(Double(out[lane]) - exact) < 1.2e-7, "z \(z[lane]): \(out[lane]), exactly \(exact)")
+                #expect(out[lane] > 0 && out[lane] <= 1, "z \(z[lane]): \(out[lane])")
+            }
+        }
     }
 
     /// Whatever happened to a visitor, its scores are the model's formula (in Double) over

@@ -54,4 +54,49 @@ static inline void beckon_prefetch(const void *p, size_t bytes) {
     }
 }
 
+typedef float beckon_float8 __attribute__((ext_vector_type(8)));
+typedef double beckon_double8 __attribute__((ext_vector_type(8)));
+typedef int32_t beckon_int8 __attribute__((ext_vector_type(8)));
+
+/// The logistic function 1 / (1 + e^-z) of the first `count` (at most 8) sums at `z`, as
+/// floats into `out`; the places from `count` on get 0. All eight lanes at once, in vector
+/// instructions (two per step with SSE2), in place of eight calls to `expf`.
+///
+/// e^x is 2^n × e^r with n = x / ln 2 rounded and |r| <= ln 2 / 2, and e^r its Taylor
+/// polynomial to the 6th power (truncation error below 1.2 × 10^-7 relative, so below
+/// 3 × 10^-8 in a score, which moves by at most a quarter of e^x's error). x is clamped to
+/// ±87, so that 2^n stays a normal float: a score is never exactly 0 (a stored score
+/// of 0 means "not computed"). Within 1.2 × 10^-7 of the exact value; the same bits on every
+/// machine, as it uses no library function.
+static inline void beckon_logistic8(const double *z, long count, float *out) {
+    // No fused multiply-adds where the machine has them: the same bits everywhere.
+#pragma clang fp contract(off)
+    beckon_double8 zd;
+    memcpy(&zd, z, sizeof zd);
+    beckon_float8 x = -__builtin_convertvector(zd, beckon_float8);
+    x = __builtin_elementwise_min(__builtin_elementwise_max(x, (beckon_float8)(-87.0f)), (beckon_float8)(87.0f));
+    // Round to nearest by adding and subtracting 1.5 × 2^23 (SSE2 has no rounding instruction).
+    const float shifter = 12582912.0f;
+    beckon_float8 n = (x * 1.44269504088896341f + shifter) - shifter;
+    // ln 2 in two parts, the first with 16 significant bits, so that n × hi is exact.
+    beckon_float8 r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+    beckon_float8 p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    beckon_int8 bits = (__builtin_convertvector(n, beckon_int8) + 127) << 23;
+    beckon_float8 scale;
+    memcpy(&scale, &bits, sizeof scale);
+    beckon_float8 s = 1.0f / (1.0f + p * scale);
+    beckon_int8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    beckon_int8 keep = lane < (beckon_int8)(int32_t)count;
+    beckon_int8 result;
+    memcpy(&result, &s, sizeof result);
+    result &= keep;
+    memcpy(out, &result, sizeof result);
+}
+
 #endif
