@@ -251,6 +251,38 @@ struct RuleEngineTests {
         #expect(p.process(click("v1", "e", "kiosk", at: 4), arrivedAt: t0).map(\.ruleID) == ["kiosk"])
     }
 
+    /// A page event waits for order with its ids and its channel's id only: its user id,
+    /// or a channel name past the table, waits beside it, and the release sees both.
+    @Test func aHeldPageEventKeepsItsUserIDAndItsChannelName() throws {
+        let set = try rules([("view", "when: event == page_view and channel in [app, kiosk]\naction: offer_help\npayload: {message: \"on {channel}\"}\ncooldown: 0s\n")])
+        var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 5))
+        p.channels = ChannelTable(limit: 2)
+        func view(_ visitor: String, _ id: String, _ channel: String, user: String?, at seconds: Double) -> Event {
+            var e = event(.pageView, visitor, id, at: seconds, path: "/p")
+            e.channel = channel
+            e.userID = user
+            return e
+        }
+        var decisions = p.process(view("v0", "a", "web", user: nil, at: 0), arrivedAt: t0)
+        decisions += p.process(view("v1", "b", "app", user: "u1", at: 1), arrivedAt: t0)
+        decisions += p.process(view("v2", "c", "kiosk", user: nil, at: 2), arrivedAt: t0)
+        decisions += p.process(view("v3", "d", "kiosk", user: "u3", at: 3), arrivedAt: t0)
+        decisions += p.process(view("v1", "e", "web", user: nil, at: 4), arrivedAt: t0)
+        #expect(decisions.isEmpty)
+        #expect(p.heldEvents == 5)
+        // A later event moves the watermark past them all.
+        decisions += p.process(view("v9", "z", "web", user: nil, at: 20), arrivedAt: t0)
+        #expect(p.heldEvents == 1)
+        #expect(p.channels.names == ["", "web", "app"])
+        #expect(decisions.map { "\($0.visitorID) \($0.channel) \($0.userID ?? "-") \($0.payload.first?.1 ?? "")" }
+                == ["v1 app u1 on app", "v2 kiosk - on kiosk", "v3 kiosk u3 on kiosk"])
+        // v1 moved to the web and kept its user id; v3 keeps its channel's name.
+        decisions = p.process(view("v3", "f", "kiosk", user: nil, at: 21), arrivedAt: t0)
+        decisions += p.process(view("v1", "g", "app", user: nil, at: 22), arrivedAt: t0)
+        decisions += p.process(view("v9", "y", "web", user: nil, at: 40), arrivedAt: t0)
+        #expect(decisions.map { "\($0.visitorID) \($0.channel) \($0.userID ?? "-")" } == ["v3 kiosk u3", "v1 app u1"])
+    }
+
     @Test func aReloadKeepsWhatHeldSoNothingFiresAgainButNewRulesStart() throws {
         let a = ("a", "when: cart_items >= 1\naction: offer_help\npayload: {message: one}\n")
         var p = PartitionProcessor(rules: try rules([a]), policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
