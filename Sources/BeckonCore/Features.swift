@@ -517,60 +517,69 @@ public enum Feature: String, CaseIterable, Sendable {
 
     /// `value`, stored at the feature's `ordinal`. (A method: a nested function doing the
     /// same was not inlined, and kept the switch.)
-    @_transparent private func put(_ f: UnsafePointer<VisitorFeatures>, _ page: PageContext, _ now: Tick, _ out: UnsafeMutablePointer<Double>) {
-        out[ordinal] = value(of: f, page: page, now: now)
+    @_transparent private func put(_ f: UnsafePointer<VisitorFeatures>, _ page: PageContext, _ now: Tick, _ out: UnsafeMutablePointer<Double>, _ only: UInt64) {
+        if only & bit != 0 { out[ordinal] = value(of: f, page: page, now: now) }
     }
 
-    /// Every feature's value at `now`, stored at its `ordinal` (`out` holds `count` places). Each line is `value` with a
+    /// The feature's bit in a set of features (`ordinal`; the catalogue has fewer than 64).
+    @inline(__always) var bit: UInt64 { 1 << UInt64(ordinal) }
+
+    /// Every feature, as a set of bits.
+    static var all: UInt64 { (1 << UInt64(count)) - 1 }
+
+    /// Every feature's value at `now`, stored at its `ordinal` (`out` holds `count` places):
+    /// at least those in `only`. A feature that takes a search or a window count is left
+    /// out when not in `only`; one that is a field read is computed all the same (a test
+    /// of its bit would cost as much). Each line is `value` with a
     /// constant feature, so the switch folds away: straight-line code, no dispatch per
     /// feature (a loop over the model's features with `value` cost about 22 instructions a
     /// feature, most of it the jump table and the loop). A test checks each place against
     /// `value`, and that no place is left out.
     @inline(never)
-    static func values(of f: UnsafePointer<VisitorFeatures>, page: PageContext, now: Tick, into out: UnsafeMutablePointer<Double>) {
-        Feature.sessionEvents.put(f, page, now, out)
-        Feature.sessionSeconds.put(f, page, now, out)
-        Feature.visits.put(f, page, now, out)
-        Feature.returning.put(f, page, now, out)
-        Feature.pageClass.put(f, page, now, out)
-        Feature.pageDwellSeconds.put(f, page, now, out)
-        Feature.pageViews.put(f, page, now, out)
-        Feature.pageViews5m.put(f, page, now, out)
-        Feature.samePageViews.put(f, page, now, out)
-        Feature.sameCategoryViews.put(f, page, now, out)
-        Feature.productViews.put(f, page, now, out)
-        Feature.categoryViews.put(f, page, now, out)
-        Feature.pricingViews.put(f, page, now, out)
-        Feature.helpViews.put(f, page, now, out)
-        Feature.settingsViews.put(f, page, now, out)
-        Feature.checkoutViews.put(f, page, now, out)
-        Feature.scrollDepth.put(f, page, now, out)
-        Feature.cartItems.put(f, page, now, out)
-        Feature.cartValue.put(f, page, now, out)
-        Feature.cartIdleSeconds.put(f, page, now, out)
-        Feature.checkoutStep.put(f, page, now, out)
-        Feature.checkoutStepSeconds.put(f, page, now, out)
-        Feature.purchased.put(f, page, now, out)
-        Feature.formErrorsPage.put(f, page, now, out)
-        Feature.formErrors1m.put(f, page, now, out)
-        Feature.formErrors5m.put(f, page, now, out)
-        Feature.formErrorsSession.put(f, page, now, out)
-        Feature.rageClick.put(f, page, now, out)
-        Feature.clicks1m.put(f, page, now, out)
-        Feature.priceHovers5m.put(f, page, now, out)
-        Feature.priceHovers.put(f, page, now, out)
-        Feature.searches.put(f, page, now, out)
-        Feature.zeroResultSearches.put(f, page, now, out)
-        Feature.exitIntent.put(f, page, now, out)
-        Feature.exitIntents.put(f, page, now, out)
-        Feature.chatMessages.put(f, page, now, out)
-        Feature.chatSentiment.put(f, page, now, out)
-        Feature.chatSentimentMin.put(f, page, now, out)
-        Feature.negativeMessages.put(f, page, now, out)
-        Feature.humanChat.put(f, page, now, out)
-        Feature.offersShown.put(f, page, now, out)
-        Feature.offersAccepted.put(f, page, now, out)
-        Feature.offersDismissed.put(f, page, now, out)
+    static func values(of f: UnsafePointer<VisitorFeatures>, page: PageContext, now: Tick, into out: UnsafeMutablePointer<Double>, only: UInt64 = Feature.all) {
+        Feature.sessionEvents.put(f, page, now, out, ~0)
+        Feature.sessionSeconds.put(f, page, now, out, only)
+        Feature.visits.put(f, page, now, out, ~0)
+        Feature.returning.put(f, page, now, out, ~0)
+        Feature.pageClass.put(f, page, now, out, ~0)
+        Feature.pageDwellSeconds.put(f, page, now, out, only)
+        Feature.pageViews.put(f, page, now, out, ~0)
+        Feature.pageViews5m.put(f, page, now, out, only)
+        Feature.samePageViews.put(f, page, now, out, only)
+        Feature.sameCategoryViews.put(f, page, now, out, only)
+        Feature.productViews.put(f, page, now, out, ~0)
+        Feature.categoryViews.put(f, page, now, out, ~0)
+        Feature.pricingViews.put(f, page, now, out, ~0)
+        Feature.helpViews.put(f, page, now, out, ~0)
+        Feature.settingsViews.put(f, page, now, out, ~0)
+        Feature.checkoutViews.put(f, page, now, out, ~0)
+        Feature.scrollDepth.put(f, page, now, out, only)
+        Feature.cartItems.put(f, page, now, out, ~0)
+        Feature.cartValue.put(f, page, now, out, ~0)
+        Feature.cartIdleSeconds.put(f, page, now, out, only)
+        Feature.checkoutStep.put(f, page, now, out, ~0)
+        Feature.checkoutStepSeconds.put(f, page, now, out, only)
+        Feature.purchased.put(f, page, now, out, ~0)
+        Feature.formErrorsPage.put(f, page, now, out, only)
+        Feature.formErrors1m.put(f, page, now, out, only)
+        Feature.formErrors5m.put(f, page, now, out, only)
+        Feature.formErrorsSession.put(f, page, now, out, ~0)
+        Feature.rageClick.put(f, page, now, out, only)
+        Feature.clicks1m.put(f, page, now, out, only)
+        Feature.priceHovers5m.put(f, page, now, out, only)
+        Feature.priceHovers.put(f, page, now, out, ~0)
+        Feature.searches.put(f, page, now, out, ~0)
+        Feature.zeroResultSearches.put(f, page, now, out, ~0)
+        Feature.exitIntent.put(f, page, now, out, only)
+        Feature.exitIntents.put(f, page, now, out, ~0)
+        Feature.chatMessages.put(f, page, now, out, ~0)
+        Feature.chatSentiment.put(f, page, now, out, ~0)
+        Feature.chatSentimentMin.put(f, page, now, out, ~0)
+        Feature.negativeMessages.put(f, page, now, out, ~0)
+        Feature.humanChat.put(f, page, now, out, only)
+        Feature.offersShown.put(f, page, now, out, ~0)
+        Feature.offersAccepted.put(f, page, now, out, ~0)
+        Feature.offersDismissed.put(f, page, now, out, ~0)
     }
 
     /// In a human chat at `now`: the latest chat event at or before `now` is an agent chat's

@@ -325,9 +325,12 @@ public struct PartitionProcessor: Sendable {
     /// The model's intents' names, in order (each decision carries them with the scores).
     let intentNames: [String]
     /// The model flattened for `rescore`: intent i's terms are `terms[termStart[i]..<termStart[i + 1]]`.
-    private let compiledModel: CompiledModel
+    let compiledModel: CompiledModel
     /// The feature values of the latest rescore, and whose they are.
     var rescored = RescoredValues()
+    /// The features a rescore computes: those the model or a rule condition reads (set
+    /// by `layOutRules`). The shipped model reads 28 of the 43.
+    var scoredFeatures: UInt64 = 0
     /// Resident visitors' session starts, counted per block of positions: the earliest
     /// block is where a rebuild of this state must start re-reading.
     private var sessionStarts: [Int64: Int32] = [:]
@@ -724,28 +727,30 @@ public struct PartitionProcessor: Sendable {
         let now = Tick(visitor.lastEventTime)
         rescored.handle = visitor.handle
         rescored.tick = now
+        rescored.computed = scoredFeatures
+        let only = scoredFeatures
         // Through a pointer: reading the state's fields through an `inout` inside a closure
         // would copy the whole state first.
         withUnsafeMutablePointer(to: &visitor) { v in
-            withUnsafeMutableBytes(of: &rescored.values) { Self.rescore(v, at: now, model: compiledModel, values: $0.baseAddress!.assumingMemoryBound(to: Double.self)) }
+            withUnsafeMutableBytes(of: &rescored.values) { Self.rescore(v, at: now, model: compiledModel, only: only, values: $0.baseAddress!.assumingMemoryBound(to: Double.self)) }
         }
     }
 
     private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, model m: CompiledModel) {
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { rescore(v, at: Tick(v.pointee.lastEventTime), model: m, values: $0.baseAddress!) }
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: Feature.count) { rescore(v, at: Tick(v.pointee.lastEventTime), model: m, only: m.features, values: $0.baseAddress!) }
     }
 
     /// Rescores at `now` (the state's latest event time), with `values` (`Feature.count`
-    /// places) to hold the feature values.
-    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, at now: Tick, model m: CompiledModel, values: UnsafeMutablePointer<Double>) {
+    /// places) to hold the values of the features in `only` (at least the model's).
+    private static func rescore(_ v: UnsafeMutablePointer<VisitorState>, at now: Tick, model m: CompiledModel, only: UInt64, values: UnsafeMutablePointer<Double>) {
         let page = v.pointee.page
         var scores = IntentScores()
         do {
-            // Every feature, whether the model reads it or not (the shipped one reads 28 of 43):
-            // computing them all costs less than picking the model's one by one. Read where
-            // they lie: passed as a value, the features were copied first (266 bytes).
+            // The features read by the model or the rules, in one straight line with a test
+            // per feature (a loop over them, with a dispatch per feature, cost more). Read
+            // where they lie: passed as a value, the features were copied first (266 bytes).
             let features = UnsafeRawPointer(v).advanced(by: MemoryLayout<VisitorState>.offset(of: \.features)!)
-            Feature.values(of: features.assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values)
+            Feature.values(of: features.assumingMemoryBound(to: VisitorFeatures.self), page: page, now: now, into: values, only: only)
             // Term by term: a model reads few of its intents × features pairs (the shipped one
             // 35 of 140), so sums over dense columns would mostly add zeros. Through buffer
             // pointers, the scores too: indexing a SIMD value by a variable stored it to the
@@ -782,6 +787,8 @@ public struct PartitionProcessor: Sendable {
         var values = InlineArray<43, Double>(repeating: 0)
         var handle: Int32 = -1
         var tick = Tick.never
+        /// The features whose values are there (`scoredFeatures` at the time).
+        var computed: UInt64 = 0
     }
 
     /// The intent model flattened: per intent its bias and where its terms end, and the
@@ -800,6 +807,8 @@ public struct PartitionProcessor: Sendable {
         }
         var intents: [Intent] = []
         var terms: [Term] = []
+        /// The features the terms read.
+        var features: UInt64 = 0
         var isEmpty: Bool { intents.isEmpty }
 
         init(_ model: IntentModel) {
@@ -807,6 +816,7 @@ public struct PartitionProcessor: Sendable {
             for intent in model.intents {
                 for term in intent.terms {
                     terms.append(Term(weight: term.weight, cap: term.cap ?? .infinity, feature: term.feature.ordinal))
+                    features |= term.feature.bit
                 }
                 intents.append(Intent(bias: intent.bias, termEnd: terms.count))
             }

@@ -360,6 +360,11 @@ extension PartitionProcessor {
             return screen
         }
         filterRoots = rules.counters.map { spec in spec.filter.map { program.add($0) } ?? -1 }
+        // What a rescore computes: what the model reads, and what rule conditions can then
+        // read from it (`featureValue` computes any other feature itself).
+        var read: [Feature] = []
+        for rule in rules.rules { rule.condition.features(into: &read) }
+        scoredFeatures = read.reduce(compiledModel.features) { $0 | $1.bit }
         ruleHashes = rules.rules.map { VisitorFeatures.hash32($0.id) }
         ruleChannels = rules.rules.map(\.channels)
     }
@@ -445,7 +450,7 @@ extension PartitionProcessor {
         // Right after a rescore at the same instant (a rule evaluation on an event), the
         // value is at hand. A timer's evaluation, at its own instant, computes it.
         // (Read in place: a method on the values copied all 344 bytes first.)
-        if x.rescored && rescored.handle == v.handle && rescored.tick == now {
+        if x.rescored && rescored.handle == v.handle && rescored.tick == now && rescored.computed & f.bit != 0 {
             return withUnsafeBytes(of: &rescored.values) { $0.load(fromByteOffset: f.ordinal * MemoryLayout<Double>.stride, as: Double.self) }
         }
         let page = v.page

@@ -348,9 +348,9 @@ struct IntentModelTests {
         }
     }
 
-    /// Rescoring reads every feature at once through `Feature.values(of:page:now:into:)`, a
-    /// straight-line copy of the catalogue; each place must hold that feature's `value`, and
-    /// none may be left out (the buffer starts as NaN, which equals nothing).
+    /// Rescoring reads the features at once through `Feature.values(of:page:now:into:only:)`,
+    /// a straight-line copy of the catalogue; each place asked for must hold that feature's
+    /// `value`, and none may be left out (the buffer starts as NaN, which equals nothing).
     @Test func allFeatureValuesAtOnceAreEachFeaturesValue() async throws {
         #expect(Feature.count == Feature.allCases.count)
         #expect(Feature.allCases.map(\.ordinal) == Array(0..<Feature.allCases.count))
@@ -368,11 +368,16 @@ struct IntentModelTests {
                     let v = p.visitors.read(slot).state
                     var features = v.features
                     // At the latest event, and at a later instant (as a timer would read them).
+                    // All features, and a random few (a rescore computes those the model and
+                    // the rules read): each one asked for is there.
+                    let few = (UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(bitPattern: v.lastEventTime.milliseconds)) & Feature.all
                     for now in [Tick(v.lastEventTime), Tick(v.lastEventTime + .seconds(61))] {
-                        out.initialize(repeating: .nan, count: Feature.count)
-                        withUnsafePointer(to: &features) { Feature.values(of: $0, page: v.page, now: now, into: out) }
-                        for f in Feature.allCases where out[f.ordinal] != f.value(v.features, page: v.page, now: now) {
-                            mismatches.insert(f)
+                        for only in [Feature.all, few] {
+                            out.initialize(repeating: .nan, count: Feature.count)
+                            withUnsafePointer(to: &features) { Feature.values(of: $0, page: v.page, now: now, into: out, only: only) }
+                            for f in Feature.allCases where only & f.bit != 0 && out[f.ordinal] != f.value(v.features, page: v.page, now: now) {
+                                mismatches.insert(f)
+                            }
                         }
                         compared += 1
                     }
