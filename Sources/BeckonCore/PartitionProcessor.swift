@@ -894,6 +894,13 @@ public struct PartitionProcessor: Sendable {
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }
             statistics.timersFired += 1
+            // As for held events: the visitors of the next timers come into cache while
+            // this one fires (a wake-up or a session's end reads the state; dwell rules
+            // set one wake-up per page view).
+            if visitors.count > 16_384 {
+                if let near = timers.ahead(1) { visitors.prefetchEntry(near.slot) }
+                if let next = timers.ahead(0) { visitors.prefetch(next.slot) }
+            }
             guard visitors.epoch(timer.slot) == timer.epoch else {
                 if timer.kind == .wake { pendingRuleTimers -= 1 }
                 continue
@@ -906,32 +913,46 @@ public struct PartitionProcessor: Sendable {
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
                 evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow, into: &decisions)
             case .sessionEnd:
-                // Read through the pointer: a `let` copy of the state would move ~500 bytes.
-                let v = state(timer.slot)
-                let end = v.pointee.lastEventTime + configuration.sessionGap
-                // Strictly after the end: an event held for exactly `end` still belongs to
-                // this session (it is released after this timer, see above).
-                if end < now && v.pointee.pendingWakes == 0 {
-                    let day = max(0, end.milliseconds / 86_400_000)
-                    pruneDeparted(today: day)
-                    let hash = fnv64(v.pointee.visitorID)
-                    returning[hash] = UInt32(v.pointee.features.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
-                    if var prompts = visitors.sidecar(timer.slot)?.prompts, prompts.day >= 0 {
-                        prompts.startSession()
-                        departedPrompts[hash] = prompts
-                    }
-                    countSession(from: v.pointee.sessionPosition, to: -1)
-                    pages.release(v.pointee.pageID)
-                    visitors.remove(timer.slot)
-                    statistics.evictedVisitors += 1
+                if visitors.isCold(timer.slot) {
+                    // Most visitors are frozen by the end of their session: read, not
+                    // thawed (a thaw decoded, rescored and moved the state into the hot
+                    // buffer, only for the eviction to take it out again).
+                    var (cold, sidecar) = visitors.decode(timer.slot)
+                    withUnsafePointer(to: &cold) { endSession(timer, $0, prompts: sidecar?.prompts, now: now) }
                 } else {
-                    // Check again when the session may have ended and every rule wake-up has fired.
-                    let wakeBound = v.pointee.pendingWakes > 0 && v.pointee.latestWake != .unset ? v.pointee.latestWake : end
-                    let next = max(end, wakeBound, timer.due + Millis(1))
-                    timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
+                    // Read through the pointer: a `let` copy of the state would move ~500 bytes.
+                    endSession(timer, visitors.pointer(timer.slot), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
                 }
             }
         }
         statistics.decisions += decisions.count - before
+    }
+
+    /// A session-end check: evicts the visitor (`v`, hot or decoded, with its sidecar's
+    /// `prompts`) if its session has ended and no rule wake-up is pending, else checks again
+    /// later.
+    private mutating func endSession(_ timer: VisitorTimer, _ v: UnsafePointer<VisitorState>, prompts: PromptMemory?, now: EventTime) {
+        let end = v.pointee.lastEventTime + configuration.sessionGap
+        // Strictly after the end: an event held for exactly `end` still belongs to
+        // this session (it is released after this timer, see `fireDueTimers`).
+        if end < now && v.pointee.pendingWakes == 0 {
+            let day = max(0, end.milliseconds / 86_400_000)
+            pruneDeparted(today: day)
+            let hash = fnv64(v.pointee.visitorID)
+            returning[hash] = UInt32(v.pointee.features.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
+            if var prompts, prompts.day >= 0 {
+                prompts.startSession()
+                departedPrompts[hash] = prompts
+            }
+            countSession(from: v.pointee.sessionPosition, to: -1)
+            pages.release(v.pointee.pageID)
+            visitors.remove(timer.slot)
+            statistics.evictedVisitors += 1
+        } else {
+            // Check again when the session may have ended and every rule wake-up has fired.
+            let wakeBound = v.pointee.pendingWakes > 0 && v.pointee.latestWake != .unset ? v.pointee.latestWake : end
+            let next = max(end, wakeBound, timer.due + Millis(1))
+            timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
+        }
     }
 }

@@ -263,6 +263,8 @@ public struct TimerQueue: Sendable {
 
     public var count: Int { heap.count }
     public var next: VisitorTimer? { heap.first }
+    /// The timer `k` pops after the next one, as far as the run knows (for prefetching).
+    @inline(__always) func ahead(_ k: Int) -> VisitorTimer? { heap.ahead(k) }
 
     public mutating func schedule(_ timer: VisitorTimer) { heap.push(timer) }
 

@@ -305,6 +305,15 @@ final class VisitorTable: @unchecked Sendable {
         return (state, scored)
     }
 
+    /// A cold visitor's state and sidecar, decoded; the visitor stays cold. Scores are zero.
+    func decode(_ slot: Int32) -> (state: VisitorState, sidecar: Sidecar?) {
+        let entry = entries[Int(slot)]
+        precondition(entry & 3 == 1, "visitor slot \(slot) is not cold")
+        var reader = ColdReader(Self.blob(entry) + 8)
+        let (state, sidecar, _) = VisitorState.decode(&reader, handle: slot)
+        return (state, sidecar)
+    }
+
     /// Starts loading a slot's entry into cache (a hint).
     @inline(__always) func prefetchEntry(_ slot: Int32) { beckon_prefetch(entries + Int(slot), 8) }
 
@@ -321,7 +330,12 @@ final class VisitorTable: @unchecked Sendable {
     /// names for `tag`, if any (a hint; see `beckon_prefetch`).
     @inline(__always) func prefetch(tag: UInt32) {
         let slot = candidate(tag: tag)
-        guard slot >= 0 else { return }
+        if slot >= 0 { prefetch(slot) }
+    }
+
+    /// Starts loading the state (hot) or the compact form (cold) of the visitor in `slot`
+    /// (its entry must be in cache by now, or this waits for it).
+    @inline(__always) func prefetch(_ slot: Int32) {
         let entry = entries[Int(slot)]
         switch entry & 3 {
         case 0: beckon_prefetch(hot + Int(entry >> 33), MemoryLayout<VisitorState>.size)
