@@ -348,6 +348,12 @@ public struct PartitionProcessor: Sendable {
     /// they need (see `RulePlan.requiredPath`), as bits; both 0 when some triggered rule
     /// needs no page or is past the 64th (or its path test is).
     var pageScreens: [(rules: UInt64, paths: UInt64)] = []
+    /// With at most 64 rules, as bits: per event type the rules it triggers, the rules that
+    /// need no page (or a path test past the 64th), and per path test the rules that need it.
+    /// `evaluateRules` visits only the triggered rules that are on their page or held before.
+    var rulesByType: [UInt64] = []
+    var rulesOnAnyPage: UInt64 = 0
+    var rulesByPath: [UInt64] = []
     /// The rules' conditions and the counters' filters, compiled; per counter its filter's
     /// root (-1: none).
     var program = ConditionProgram()

@@ -1,5 +1,6 @@
 @testable import BeckonCore
 import Foundation
+import PropertyBased
 import Testing
 
 /// The shipped rules, policy and model, read the way `beckon rules test` reads them.
@@ -115,6 +116,39 @@ struct RuleEngineTests {
 
     /// Past 64 path tests, results are kept beside a page's bits: a rule on the 70th path
     /// fires there and nowhere else, just as one on the 1st.
+    /// With at most 64 rules, `evaluateRules` visits only the triggered rules that are on
+    /// their page or held before (bit sets); past 64 it visits every triggered rule. The
+    /// shipped rules decide the same over random journeys both ways: alone, and with 60
+    /// rules that never hold added after them.
+    @Test func screeningRulesByBitsChangesNoDecision() async throws {
+        let dir = repositoryRoot + "/Rules"
+        let (_, policy, model) = try shippedBundle()
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") && $0 != "policy.yaml" }.sorted()
+        let files = try names.map { (name: $0, text: try String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) }
+        let padding = (0..<60).map { i in
+            (name: "zz-\(i).yaml", text: "id: zz-\(i)\nwhen: page.path ~ \"/never/\(i)\" and event == click\naction: offer_help\npayload: {message: no}\n")
+        }
+        let shipped = try RuleSet.load(files: files, intents: model.intents.map(\.name)).get()
+        let padded = try RuleSet.load(files: files + padding, intents: model.intents.map(\.name)).get()
+        #expect(shipped.rules.count <= 64 && padded.rules.count > 64)
+        #expect(Array(padded.rules.prefix(shipped.rules.count)).map(\.id) == shipped.rules.map(\.id))
+        await propertyCheck(count: 60, input: Gen.int(in: 0...1_000_000)) { seed in
+            let events = Journey(seed: UInt64(seed), visitors: 4).shuffled(seed: UInt64(seed), lateness: .seconds(5))
+            func run(_ set: RuleSet) -> [String] {
+                var p = PartitionProcessor(rules: set, model: model, policy: policy, configuration: configuration(lateness: 5, idleAfter: 2))
+                var out: [String] = []
+                for e in events {
+                    out += p.process(e, arrivedAt: e.time).map { "\($0.id) \($0.ruleID) \($0.reason)" }
+                    out += p.takeSuppressions().map { "suppressed \($0.ruleID) \($0.reason)" }
+                }
+                out += p.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(90)).map { "\($0.id) \($0.ruleID) \($0.reason)" }
+                return out
+            }
+            let a = run(shipped), b = run(padded)
+            #expect(a == b, "seed \(seed)")
+        }
+    }
+
     @Test func pathTestsPastTheSixtyFourth() throws {
         let set = try rules((0..<70).map { i in
             (String(format: "r%02d", i), "when: page.path ~ \"/p/\(i)\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")
