@@ -5,7 +5,9 @@
 // times through a fresh PartitionProcessor and prints one line: the best events/s, and per
 // visitor in memory at the end of the last run, the heap bytes the processor holds (the
 // allocator's bytes in use, after minus before) and the growth of the process's RSS; and
-// the heap bytes per visitor once five quiet minutes have passed (every visitor idle).
+// the heap bytes per visitor once five quiet minutes have passed (every visitor idle); and
+// how fast the visitors are then evicted, forty minutes on (every session has ended), with
+// how many of them were brought back from compact form for it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -64,6 +66,8 @@ var heapPerVisitor = 0
 var idleHeapPerVisitor = 0
 var idleVisitors = 0
 var decisions = 0
+var evictions = 0.0
+var thawedForEviction = 0
 for _ in 0..<runs {
     _ = mallocTrim(0)
     let before = residentBytes()
@@ -78,6 +82,11 @@ for _ in 0..<runs {
     _ = processor.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(5))
     idleHeapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
     idleVisitors = processor.visitorCount
+    let restoredBefore = processor.statistics.restored
+    let evictStart = Date()
+    _ = processor.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(40))
+    evictions = max(evictions, Double(processor.statistics.evictedVisitors) / Date().timeIntervalSince(evictStart))
+    thawedForEviction = processor.statistics.restored - restoredBefore
     withExtendedLifetime(processor) {}
 }
-print("\(Int(best)) events/s  heap \(heapPerVisitor) B/visitor  RSS \(bytesPerVisitor) B/visitor  idle heap \(idleHeapPerVisitor) B/visitor (\(idleVisitors) visitors)  (\(events.count) events, \(visitors) visitors, best of \(runs), \(decisions / runs) decisions)")
+print("\(Int(best)) events/s  heap \(heapPerVisitor) B/visitor  RSS \(bytesPerVisitor) B/visitor  idle heap \(idleHeapPerVisitor) B/visitor (\(idleVisitors) visitors)  (\(events.count) events, \(visitors) visitors, best of \(runs), \(decisions / runs) decisions)  evictions \(Int(evictions))/s (\(thawedForEviction) thawed)")
