@@ -1,5 +1,6 @@
-// Vector helpers the Swift decoder inlines (Swift's own SIMD comparisons are not lowered
-// to vector instructions by this toolchain), and a cache prefetch hint for the engine.
+// Vector helpers Swift inlines (Swift's own SIMD comparisons are not lowered to vector
+// instructions by this toolchain): the decoder's string scan, and for the engine a cache
+// prefetch hint and the intent scores' logistic function.
 // Header-only: every function is static inline.
 #ifndef BECKON_SIMD_H
 #define BECKON_SIMD_H
@@ -60,14 +61,15 @@ typedef int32_t beckon_int8 __attribute__((ext_vector_type(8)));
 
 /// The logistic function 1 / (1 + e^-z) of the first `count` (at most 8) sums at `z`, as
 /// floats into `out`; the places from `count` on get 0. All eight lanes at once, in vector
-/// instructions (two per step with SSE2), in place of eight calls to `expf`.
+/// instructions (two per step with SSE2), in place of a call to `expf` per intent.
 ///
 /// e^x is 2^n × e^r with n = x / ln 2 rounded and |r| <= ln 2 / 2, and e^r its Taylor
 /// polynomial to the 6th power (truncation error below 1.2 × 10^-7 relative, so below
 /// 3 × 10^-8 in a score, which moves by at most a quarter of e^x's error). x is clamped to
 /// ±87, so that 2^n stays a normal float: a score is never exactly 0 (a stored score
-/// of 0 means "not computed"). Within 1.2 × 10^-7 of the exact value; the same bits on every
-/// machine, as it uses no library function.
+/// of 0 means "not computed"). Within 1.2 × 10^-7 of the exact value, rounding included
+/// (`theVectorLogisticIsTheLogistic`); the same bits on every machine, as it uses no
+/// library function.
 static inline void beckon_logistic8(const double *z, long count, float *out) {
     // No fused multiply-adds where the machine has them: the same bits everywhere.
 #pragma clang fp contract(off)
