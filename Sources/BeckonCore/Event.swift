@@ -42,7 +42,7 @@ public enum EventType: String, Sendable, CaseIterable, Hashable {
     private static let cases = allCases
 
     /// Page events drive the page track (current page, dwell), which depends on order.
-    var isPageEvent: Bool { self == .pageView || self == .pagePing || self == .pageHidden }
+    @inline(__always) var isPageEvent: Bool { self == .pageView || self == .pagePing || self == .pageHidden }
 
     /// Position in `allCases`, for table lookups.
     var ordinal: Int {

@@ -524,8 +524,14 @@ public struct PartitionProcessor: Sendable {
 
     /// Every so often (half of `compactAfter` of watermark progress), moves the visitors
     /// idle for `compactAfter` to compact form.
-    private mutating func compactIdleVisitors() {
-        guard let after = configuration.compactAfter, let now = watermark.current, now >= nextCompaction else { return }
+    @inline(__always) private mutating func compactIdleVisitors() {
+        // Every event asks; a sweep is due once per half `compactAfter`: decide that inline.
+        guard let now = watermark.current, now >= nextCompaction, configuration.compactAfter != nil else { return }
+        sweepIdleVisitors(now: now)
+    }
+
+    private mutating func sweepIdleVisitors(now: EventTime) {
+        guard let after = configuration.compactAfter else { return }
         nextCompaction = now + max(Millis(after.value / 2), Millis(1))
         let frozen = visitors.freezeIdle(lastEventAtOrBefore: now - after)
         statistics.compacted += frozen
