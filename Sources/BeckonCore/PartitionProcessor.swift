@@ -344,13 +344,10 @@ public struct PartitionProcessor: Sendable {
     var rulePlans: [RulePlan] = []
     /// The union of the rules' `triggers`.
     var anyRuleTriggers: UInt32 = 0
-    /// Per event type (by `EventType.ordinal`), the rules it triggers and the path tests
-    /// they need (see `RulePlan.requiredPath`), as bits; both 0 when some triggered rule
-    /// needs no page or is past the 64th (or its path test is).
-    var pageScreens: [(rules: UInt64, paths: UInt64)] = []
-    /// With at most 64 rules, as bits: per event type the rules it triggers, the rules that
-    /// need no page (or a path test past the 64th), and per path test the rules that need it.
-    /// `evaluateRules` visits only the triggered rules that are on their page or held before.
+    /// With at most 64 rules, as bits: per event type (by `EventType.ordinal`) the rules it
+    /// triggers, the rules that need no page (or a path test past the 64th), and per path
+    /// test the rules that need it (see `RulePlan.requiredPath`). `evaluateRules` visits
+    /// only the triggered rules that are on their page or held before.
     var rulesByType: [UInt64] = []
     var rulesOnAnyPage: UInt64 = 0
     var rulesByPath: [UInt64] = []

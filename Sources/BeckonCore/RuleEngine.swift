@@ -350,15 +350,6 @@ extension PartitionProcessor {
                      time: rule.condition.hasTimeFeature, momentary: readsEvent(rule.condition), anyChannel: rule.channels.isEmpty)
         }
         anyRuleTriggers = rulePlans.reduce(0) { $0 | $1.triggers }
-        pageScreens = EventType.allCases.map { type in
-            var screen: (rules: UInt64, paths: UInt64) = (0, 0)
-            for (i, plan) in rulePlans.enumerated() where plan.triggers & (1 << UInt32(type.ordinal)) != 0 {
-                guard i < 64, (0..<64).contains(plan.requiredPath) else { return (0, 0) }
-                screen.rules |= 1 << UInt64(i)
-                screen.paths |= 1 << UInt64(plan.requiredPath)
-            }
-            return screen
-        }
         rulesByType = EventType.allCases.map { type in
             rulePlans.prefix(64).enumerated().reduce(0) { $0 | ($1.element.triggers & (1 << UInt32(type.ordinal)) != 0 ? 1 << UInt64($1.offset) : 0) }
         }
@@ -575,12 +566,22 @@ extension PartitionProcessor {
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return }
         let matches = pages[visitor.pageID].pathBits
-        // Off the pages all the rules this event triggers need, with none of them holding
-        // before: none holds now, and none needs a wake-up (the loop below would find as
-        // much, rule by rule, after building the context). Most page pings land here.
-        if !everyRule, let type = trigger.eventType {
-            let screen = pageScreens[type.ordinal]
-            if screen.rules != 0 && matches & screen.paths == 0 && visitor.ruleBits.first64 & screen.rules == 0 { return }
+        // With at most 64 rules, only the triggered rules that are on their page, or held
+        // before (to clear them), are visited: any other stays as it was, not holding, and
+        // needs no wake-up. When there are none (most page pings with page rules), return
+        // before building the context.
+        let screened = rulePlans.count <= 64
+        var visit: UInt64 = 0
+        if screened {
+            var onPage = rulesOnAnyPage
+            var paths = matches
+            while paths != 0 {
+                onPage |= rulesByPath[paths.trailingZeroBitCount]
+                paths &= paths &- 1
+            }
+            let triggered = everyRule ? UInt64.max : trigger.eventType.map { rulesByType[$0.ordinal] } ?? .max
+            visit = triggered & (onPage | visitor.ruleBits.first64) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1)
+            if visit == 0 { return }
         }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
@@ -614,17 +615,8 @@ extension PartitionProcessor {
             }
             if stays != was { visitor.ruleBits.set(i, stays) }
         }
-        if rulePlans.count <= 64 {
-            // Only the triggered rules that are on their page, or held before (to clear
-            // them): any other stays as it was, not holding. In index order, as below.
-            var onPage = rulesOnAnyPage
-            var paths = matches
-            while paths != 0 {
-                onPage |= rulesByPath[paths.trailingZeroBitCount]
-                paths &= paths &- 1
-            }
-            let triggered = everyRule ? UInt64.max : trigger.eventType.map { rulesByType[$0.ordinal] } ?? .max
-            var visit = triggered & (onPage | visitor.ruleBits.first64) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1)
+        if screened {
+            // In index order, as the loop over every rule below.
             while visit != 0 {
                 consider(visit.trailingZeroBitCount, &self)
                 visit &= visit &- 1

@@ -300,18 +300,22 @@ final class VisitorTable: @unchecked Sendable {
     func read(_ slot: Int32) -> (state: VisitorState, rescore: Bool) {
         let entry = entries[Int(slot)]
         if entry & 3 == 0 { return (hot[Int(entry >> 33)], false) }
-        var reader = ColdReader(Self.blob(entry) + 8)
-        let (state, _, scored) = VisitorState.decode(&reader, handle: slot)
-        return (state, scored)
+        let cold = Self.decode(entry, slot: slot)
+        return (cold.state, cold.scored)
     }
 
     /// A cold visitor's state and sidecar, decoded; the visitor stays cold. Scores are zero.
     func decode(_ slot: Int32) -> (state: VisitorState, sidecar: Sidecar?) {
         let entry = entries[Int(slot)]
         precondition(entry & 3 == 1, "visitor slot \(slot) is not cold")
-        var reader = ColdReader(Self.blob(entry) + 8)
-        let (state, sidecar, _) = VisitorState.decode(&reader, handle: slot)
-        return (state, sidecar)
+        let cold = Self.decode(entry, slot: slot)
+        return (cold.state, cold.sidecar)
+    }
+
+    /// The compact form of a cold entry, decoded.
+    private static func decode(_ entry: UInt64, slot: Int32) -> (state: VisitorState, sidecar: Sidecar?, scored: Bool) {
+        var reader = ColdReader(blob(entry) + 8)
+        return VisitorState.decode(&reader, handle: slot)
     }
 
     /// Starts loading a slot's entry into cache (a hint).
@@ -371,8 +375,7 @@ final class VisitorTable: @unchecked Sendable {
         let entry = entries[Int(slot)]
         precondition(entry & 3 == 1, "visitor slot \(slot) is not cold")
         let epoch = self.epoch(slot)
-        var reader = ColdReader(Self.blob(entry) + 8)
-        let (state, sidecar, scored) = VisitorState.decode(&reader, handle: slot)
+        let (state, sidecar, scored) = Self.decode(entry, slot: slot)
         dropBlob(entry)
         let index = appendHot(consume state, slot: slot)
         entries[Int(slot)] = Self.hotEntry(index: index, epoch: epoch)

@@ -84,7 +84,7 @@ struct RuleEngineTests {
         #expect(fired == ["needs@/pricing", "either@/docs/setup", "either@/help"])
     }
 
-    /// Events off the page a rule needs skip its evaluation (`pageScreens`), but the first
+    /// Events off the page a rule needs skip its evaluation (`rulesByPath`), but the first
     /// such event after the rule held still ends it: back on the page, it fires again.
     @Test func leavingTheRulesPageEndsItsCondition() throws {
         let set = try rules([
