@@ -236,7 +236,7 @@ extension VisitorState {
         w.string(v.pointee.pageEventID)
         w.time(v.pointee.lastPageTime, default: Self.noPageTime, base: base)
         w.number(v.pointee.sessionPosition, default: -1)
-        v.pointee.ruleBits.encode(into: &w)
+        w.unsigned(v.pointee.heldRules)
         w.time(v.pointee.nextWake, default: .unset, base: base)
         w.time(v.pointee.latestWake, default: .unset, base: base)
         if w.flag(!v.pointee.counters.isEmpty) {
@@ -255,6 +255,7 @@ extension VisitorState {
             if w.flag(sidecar.userID != nil) { w.string(sidecar.userID!) }
             if w.flag(sidecar.channel != nil) { w.string(sidecar.channel!) }
             sidecar.prompts.encode(into: &w, base: base)
+            if w.flag(!sidecar.heldBeyond64.isEmpty) { sidecar.heldBeyond64.encode(into: &w) }
         }
     }
 
@@ -273,7 +274,7 @@ extension VisitorState {
         v.pendingWakes = pendingWakes
         v.lastPageTime = r.time(default: noPageTime, base: base)
         v.sessionPosition = r.number(default: -1)
-        v.ruleBits = RuleBits(from: &r)
+        v.heldRules = r.unsigned()
         v.nextWake = r.time(default: .unset, base: base)
         v.latestWake = r.time(default: .unset, base: base)
         if r.flag() {
@@ -295,6 +296,7 @@ extension VisitorState {
         if r.flag() { sidecar.userID = r.string() }
         if r.flag() { sidecar.channel = r.string() }
         sidecar.prompts = PromptMemory(from: &r, base: base)
+        if r.flag() { sidecar.heldBeyond64 = RuleBits(from: &r) }
         return (v, sidecar, scored)
     }
 }

@@ -67,16 +67,16 @@ func releaseFreeMemory() {
     }
 }
 
-/// The last few event ids of a visitor, as 32-bit hashes, kept inline (no allocation).
+/// The last few event ids of a visitor, as 32-bit hashes, kept inline (no allocation):
+/// newest first, so the set ones are a prefix and no insert position need be kept.
 struct RecentEventIDs: Sendable, Equatable {
     static let capacity = 8
-    private var hashes: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
-    private var next: UInt8 = 0
+    private var hashes = (UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0))
 
     static func hash(_ id: String) -> UInt64 { wordHash(id) }
 
     static func == (a: RecentEventIDs, b: RecentEventIDs) -> Bool {
-        a.next == b.next && withUnsafeBytes(of: a.hashes) { x in withUnsafeBytes(of: b.hashes) { y in x.elementsEqual(y) } }
+        withUnsafeBytes(of: a.hashes) { x in withUnsafeBytes(of: b.hashes) { y in x.elementsEqual(y) } }
     }
 
     @inline(__always) static func short(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash ^ (hash >> 32)) | 1 }
@@ -86,37 +86,35 @@ struct RecentEventIDs: Sendable, Equatable {
         return withUnsafeBytes(of: hashes) { raw in raw.bindMemory(to: UInt32.self).contains(h) }
     }
 
+    /// Puts the hash first; the oldest of eight drops out.
     mutating func insert(_ hash: UInt64) {
-        let slot = Int(next)
-        let h = Self.short(hash)
-        withUnsafeMutableBytes(of: &hashes) { raw in raw.bindMemory(to: UInt32.self)[slot] = h }
-        next = (next + 1) % UInt8(Self.capacity)
+        let v = unsafeBitCast(hashes, to: SIMD8<UInt32>.self)
+        hashes = unsafeBitCast(SIMD8(Self.short(hash), v[0], v[1], v[2], v[3], v[4], v[5], v[6]), to: type(of: hashes))
     }
 
     init() {}
 
-    /// The position of the next insert, a mask of the set hashes, and those hashes.
+    /// How many hashes are set (a prefix), and those hashes.
     func encode(into w: inout ColdWriter) {
-        w.byte(next)
         let h = unsafeBitCast(hashes, to: SIMD8<UInt32>.self)
-        // The mask without a loop: each set place contributes its bit.
-        let mask = UInt8(truncatingIfNeeded: SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128).replacing(with: 0, where: h .== 0).wrappedSum())
-        w.byte(mask)
-        if mask == 0xFF && UInt32(1).littleEndian == 1 {
-            // A visitor with eight events or more: all of them, as they lie (`fixed32` is
-            // little-endian).
-            withUnsafeBytes(of: hashes) { w.bytes($0) }
-        } else {
-            for i in 0..<8 where h[i] != 0 { w.fixed32(h[i]) }
+        // Set hashes are never 0 (`short`): count them without a loop.
+        let count = Int(SIMD8<UInt32>(repeating: 1).replacing(with: 0, where: h .== 0).wrappedSum())
+        w.byte(UInt8(count))
+        withUnsafeBytes(of: hashes) { raw in
+            if UInt32(1).littleEndian == 1 {
+                // As they lie (`fixed32` is little-endian).
+                w.bytes(UnsafeRawBufferPointer(rebasing: raw[0..<count * 4]))
+            } else {
+                for i in 0..<count { w.fixed32(h[i]) }
+            }
         }
     }
 
     init(from r: inout ColdReader) {
-        next = r.byte()
-        let mask = r.byte()
+        let count = Int(r.byte())
         withUnsafeMutableBytes(of: &hashes) { raw in
             let h = raw.bindMemory(to: UInt32.self)
-            for i in h.indices where mask & (1 << UInt8(i)) != 0 { h[i] = r.fixed32() }
+            for i in 0..<count { h[i] = r.fixed32() }
         }
     }
 }
@@ -128,10 +126,14 @@ typealias IntentScores = SIMD8<Float>
 struct VisitorState: Sendable, Equatable {
     // Swift lays fields out in declaration order: widest alignment first, and small
     // fields where they fill a gap (after `features`, whose size is 6 short of its stride).
+    // 448 bytes in all, seven cache lines (`VisitorTable` puts states on line boundaries):
+    // a field added here makes every state span eight, and each event reads all of them.
     var features = VisitorFeatures()
     /// The visitor's latest channel (`ChannelTable` id; 0: the name is in the sidecar).
     var channel: UInt16 = 0
     var pendingWakes: UInt16 = 0
+    var pageClass: PageClass = .other
+    var sessionTimerPending = false
     var scores = IntentScores()
     var visitorID: String
     var lastEventTime: EventTime
@@ -141,9 +143,9 @@ struct VisitorState: Sendable, Equatable {
     var lastPageTime = noPageTime
     /// Position (Kafka offset) of the first event of the current session; -1 if unknown.
     var sessionPosition: Int64 = -1
-    /// Rules whose condition held at the last evaluation (bit per rule index): a rule fires
-    /// only when its condition turns true.
-    var ruleBits = RuleBits()
+    /// The first 64 rules whose condition held at the last evaluation (bit per rule index;
+    /// the others' are in the sidecar): a rule fires only when its condition turns true.
+    var heldRules: UInt64 = 0
     /// The earliest pending rule wake-up (a time condition may turn true then); `.unset` if none.
     var nextWake = EventTime.unset
     /// The latest wake-up scheduled: the state stays in memory at least until then.
@@ -159,8 +161,6 @@ struct VisitorState: Sendable, Equatable {
     /// The visitor's slot in `VisitorTable` (its place in the hot buffer moves; this does not).
     var handle: Int32 = 0
     var recentEventIDs = RecentEventIDs()
-    var pageClass: PageClass = .other
-    var sessionTimerPending = false
 
     /// `pageSince` before the visitor's first page: "since the page was entered" means
     /// since the beginning.
@@ -619,8 +619,13 @@ public struct PartitionProcessor: Sendable {
         }
         leavePage(&visitor)
         visitor.features.startSession()
-        visitor.ruleBits = RuleBits()
-        if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.startSession() } }
+        visitor.heldRules = 0
+        if visitors.sidecar(slot) != nil {
+            visitors.updateSidecar(slot) {
+                $0.prompts.startSession()
+                $0.heldBeyond64 = RuleBits()
+            }
+        }
         if !visitor.counters.isEmpty { visitor.counters.removeAll() }
         countSession(from: visitor.sessionPosition, to: position)
         visitor.sessionPosition = position

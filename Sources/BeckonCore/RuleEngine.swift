@@ -5,46 +5,36 @@ extension EventTime {
     static let unset = EventTime(milliseconds: .max)
 }
 
-/// Rules whose condition held at the last evaluation, one bit per rule index.
+/// Rules whose condition held at the last evaluation, one bit per rule index, beyond the
+/// first 64: those are a word in the visitor's state (`VisitorState.heldRules`), and these,
+/// for the rare larger rule sets, are in its sidecar (`heldBeyond64`). Kept out of the state,
+/// an array there cost 8 bytes of every visitor's state for rule sets that few have.
 struct RuleBits: Sendable, Equatable {
-    private var low: UInt64 = 0
-    private var high: [UInt64] = []
+    private var words: [UInt64] = []
 
-    /// The first 64 rules' bits.
-    var first64: UInt64 { low }
+    var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
 
-    /// Inlined: asked once per rule evaluated, and the first 64 rules need one test.
-    @inline(__always) func contains(_ i: Int) -> Bool {
-        i < 64 ? low & (1 << UInt64(i)) != 0 : containsBeyond64(i)
-    }
-
-    private func containsBeyond64(_ i: Int) -> Bool {
-        let word = i / 64 - 1
-        return word < high.count && high[word] & (1 << UInt64(i % 64)) != 0
+    func contains(_ i: Int) -> Bool {
+        let word = i / 64
+        return word < words.count && words[word] & (1 << UInt64(i % 64)) != 0
     }
 
     mutating func set(_ i: Int, _ value: Bool) {
-        if i < 64 {
-            if value { low |= 1 << UInt64(i) } else { low &= ~(1 << UInt64(i)) }
-            return
-        }
-        let word = i / 64 - 1
-        while high.count <= word { high.append(0) }
-        if value { high[word] |= 1 << UInt64(i % 64) } else { high[word] &= ~(1 << UInt64(i % 64)) }
+        let word = i / 64
+        while words.count <= word { words.append(0) }
+        if value { words[word] |= 1 << UInt64(i % 64) } else { words[word] &= ~(1 << UInt64(i % 64)) }
     }
 
     init() {}
 
     func encode(into w: inout ColdWriter) {
-        w.unsigned(low)
-        w.unsigned(UInt64(high.count))
-        for word in high { w.unsigned(word) }
+        w.unsigned(UInt64(words.count))
+        for word in words { w.unsigned(word) }
     }
 
     init(from r: inout ColdReader) {
-        low = r.unsigned()
         let count = Int(r.unsigned())
-        if count > 0 { high = (0..<count).map { _ in r.unsigned() } }
+        if count > 0 { words = (0..<count).map { _ in r.unsigned() } }
     }
 }
 
@@ -385,10 +375,19 @@ extension PartitionProcessor {
         let classes = model.pageClasses, tests = new.pathTests
         pages.refresh { PageInfo.of($0, classes: classes, tests: tests) }
         let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
-        visitors.forEachResident { v in
-            var bits = RuleBits()
-            for (o, n) in ruleMap.enumerated() where n != nil && v.pointee.ruleBits.contains(o) { bits.set(n!, true) }
-            v.pointee.ruleBits = bits
+        visitors.forEachResident { v, sidecar in
+            var first64: UInt64 = 0
+            var beyond = RuleBits()
+            for (o, n) in ruleMap.enumerated() {
+                guard let n, o < 64 ? v.pointee.heldRules & 1 << UInt64(o) != 0 : sidecar?.heldBeyond64.contains(o - 64) == true else { continue }
+                if n < 64 { first64 |= 1 << UInt64(n) } else { beyond.set(n - 64, true) }
+            }
+            v.pointee.heldRules = first64
+            if sidecar != nil || !beyond.isEmpty {
+                var s = sidecar ?? VisitorTable.Sidecar()
+                s.heldBeyond64 = beyond
+                sidecar = s
+            }
             guard !v.pointee.counters.isEmpty else { return }
             var fresh = slots == 0 ? [] : [Int32](repeating: .min, count: slots)
             for (n, o) in counterMap.enumerated() {
@@ -580,7 +579,7 @@ extension PartitionProcessor {
                 paths &= paths &- 1
             }
             let triggered = everyRule ? UInt64.max : trigger.eventType.map { rulesByType[$0.ordinal] } ?? .max
-            visit = triggered & (onPage | visitor.ruleBits.first64) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1)
+            visit = triggered & (onPage | visitor.heldRules) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1)
             if visit == 0 { return }
         }
         let context = EvaluationContext(
@@ -603,7 +602,7 @@ extension PartitionProcessor {
                     holds = p.evaluate(plan.root, &visitor, context)
                 }
             }
-            let was = visitor.ruleBits.contains(i)
+            let was = i < 64 ? visitor.heldRules & 1 << UInt64(i) != 0 : p.visitors.held(rule: i, slot: slot)
             if holds && !was { risen.append(i) }
             // "The event just seen" holds only at that instant: what stays is the condition
             // without it, so the next such event can fire the rule again.
@@ -613,7 +612,9 @@ extension PartitionProcessor {
                 x.eventType = nil
                 stays = p.evaluate(plan.root, &visitor, x)
             }
-            if stays != was { visitor.ruleBits.set(i, stays) }
+            if stays != was {
+                if i < 64 { visitor.heldRules ^= 1 << UInt64(i) } else { p.visitors.setHeld(rule: i, stays, slot: slot) }
+            }
         }
         if screened {
             // In index order, as the loop over every rule below.

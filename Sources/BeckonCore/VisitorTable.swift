@@ -64,11 +64,13 @@ final class VisitorTable: @unchecked Sendable {
         var channel: String?
         /// The policy's memory: caps, cooldowns, dismissals (once prompted).
         var prompts = PromptMemory()
+        /// Which rules past the first 64 held at the last evaluation (index - 64).
+        var heldBeyond64 = RuleBits()
     }
 
     init(capacity: Int = minimumHotCapacity, seed: UInt64 = .random(in: 1 ... .max)) {
         hotCapacity = max(capacity, 1)
-        hot = .allocate(capacity: hotCapacity)
+        hot = Self.allocateHot(hotCapacity)
         entryCapacity = hotCapacity
         entries = .allocate(capacity: entryCapacity)
         let bucketCount = max(16, 1 << (Int.bitWidth - (hotCapacity * 2 - 1).leadingZeroBitCount))
@@ -212,8 +214,15 @@ final class VisitorTable: @unchecked Sendable {
         return hotCount - 1
     }
 
+    /// Room for `capacity` states, on a cache line boundary: a state's stride is a whole
+    /// number of lines (448 bytes, 7), so each state spans no more lines than it must.
+    private static func allocateHot(_ capacity: Int) -> UnsafeMutablePointer<VisitorState> {
+        UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<VisitorState>.stride, alignment: 64)
+            .bindMemory(to: VisitorState.self, capacity: capacity)
+    }
+
     private func resizeHot(to capacity: Int) {
-        let buffer = UnsafeMutablePointer<VisitorState>.allocate(capacity: capacity)
+        let buffer = Self.allocateHot(capacity)
         buffer.moveInitialize(from: hot, count: hotCount)
         hot.deallocate()
         hot = buffer
@@ -419,6 +428,16 @@ final class VisitorTable: @unchecked Sendable {
         body(&sidecars[slot, default: Sidecar()])
     }
 
+    /// Whether rule `i` (64 or more) held at the visitor's last evaluation. Out of line, with
+    /// the setter: a closure inside the rule loop made it allocate a context per rule.
+    @inline(never) func held(rule i: Int, slot: Int32) -> Bool {
+        sidecar(slot)?.heldBeyond64.contains(i - 64) == true
+    }
+
+    @inline(never) func setHeld(rule i: Int, _ value: Bool, slot: Int32) {
+        updateSidecar(slot) { $0.heldBeyond64.set(i - 64, value) }
+    }
+
     /// Removes the visitor's sidecar, if it has one, and returns it.
     private func takeSidecar(_ slot: Int32) -> Sidecar? {
         guard hasSidecar(slot) else { return nil }
@@ -440,18 +459,20 @@ final class VisitorTable: @unchecked Sendable {
         if present { sidecarBits[word] |= 1 << UInt64(slot & 63) } else { sidecarBits[word] &= ~(1 << UInt64(slot & 63)) }
     }
 
-    /// Every resident visitor's state, to mutate in place (a cold one is decoded, and
-    /// encoded again afterwards: it stays cold).
-    func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>) -> Void) {
+    /// Every resident visitor's state and sidecar, to mutate in place (a cold one is
+    /// decoded, and encoded again afterwards: it stays cold).
+    func forEachResident(_ body: (UnsafeMutablePointer<VisitorState>, inout Sidecar?) -> Void) {
         for slot in 0..<Int32(slotCount) {
             let entry = entries[Int(slot)]
             switch entry & 3 {
             case 0:
-                body(hot + Int(entry >> 33))
+                var sidecar = self.sidecar(slot)
+                body(hot + Int(entry >> 33), &sidecar)
+                if let sidecar { updateSidecar(slot) { $0 = sidecar } } else { _ = takeSidecar(slot) }
             case 1:
                 var reader = ColdReader(Self.blob(entry) + 8)
                 var (state, sidecar, scored) = VisitorState.decode(&reader, handle: slot)
-                body(&state)
+                body(&state, &sidecar)
                 let epoch = self.epoch(slot)
                 dropBlob(entry)
                 writer.reset()

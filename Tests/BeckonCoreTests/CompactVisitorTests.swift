@@ -38,7 +38,7 @@ struct CompactVisitorTests {
                 guard n % 7 == 6 || n == events.count - 1 else { continue }
                 // Freeze every hot visitor and thaw it again, through the processor.
                 before = [:]
-                p.visitors.forEachResident { before[$0.pointee.handle] = ($0.pointee, p.visitors.sidecar($0.pointee.handle)) }
+                p.visitors.forEachResident { v, _ in before[v.pointee.handle] = (v.pointee, p.visitors.sidecar(v.pointee.handle)) }
                 for slot in before.keys { p.visitors.freeze(slot) }
                 #expect(p.visitors.hotCount == 0 && p.compactVisitorCount == before.count)
                 for (slot, (state, sidecar)) in before {
@@ -87,6 +87,7 @@ struct CompactVisitorTests {
     func encoded(_ sidecar: VisitorTable.Sidecar?) -> [UInt8] {
         var w = ColdWriter()
         sidecar?.prompts.encode(into: &w, base: 0)
+        sidecar?.heldBeyond64.encode(into: &w)
         w.string(sidecar?.userID ?? "-")
         w.string(sidecar?.channel ?? "-")
         return w.bytes
@@ -156,9 +157,9 @@ extension CompactVisitorTests {
         func labels(_ value: Any) -> String { Mirror(reflecting: value).children.map { $0.label ?? "?" }.joined(separator: " ") }
         let state = VisitorState(visitorID: "v", lastEventTime: t0, pageSince: t0, pageEventID: "e")
         #expect(labels(state) == """
-            features channel pendingWakes scores visitorID lastEventTime pageSince pageEventID \
-            lastPageTime sessionPosition ruleBits nextWake latestWake counters pageID pageHash lastPageID handle \
-            recentEventIDs pageClass sessionTimerPending
+            features channel pendingWakes pageClass sessionTimerPending scores visitorID lastEventTime \
+            pageSince pageEventID lastPageTime sessionPosition heldRules nextWake latestWake counters pageID \
+            pageHash lastPageID handle recentEventIDs
             """)
         #expect(labels(VisitorFeatures()) == """
             classViews cartCents recentPages recentCategories formErrors clicks scrolls priceHovers chats \
@@ -168,6 +169,6 @@ extension CompactVisitorTests {
             negativeMessages offersShown offersAccepted offersDismissed
             """)
         #expect(labels(PromptMemory()) == "lastPrompt session today day dismissed lastByRule recent")
-        #expect(labels(VisitorTable.Sidecar()) == "userID channel prompts")
+        #expect(labels(VisitorTable.Sidecar()) == "userID channel prompts heldBeyond64")
     }
 }

@@ -53,7 +53,7 @@ struct PageTableTests {
             for e in journey.shuffled(seed: UInt64(seed), lateness: .seconds(5)) {
                 _ = p.process(e, arrivedAt: wall)
                 var onPage = 0
-                p.visitors.forEachResident { if $0.pointee.pageID != 0 { onPage += 1 } }
+                p.visitors.forEachResident { v, _ in if v.pointee.pageID != 0 { onPage += 1 } }
                 #expect(p.pages.references == onPage + p.held.pageReferences)
             }
             _ = p.advanceIdle(wallNow: wall + .minutes(600))

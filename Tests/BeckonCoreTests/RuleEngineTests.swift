@@ -149,6 +149,40 @@ struct RuleEngineTests {
         }
     }
 
+    /// Whether a rule past the 64th held is kept in the visitor's sidecar, not in its
+    /// state: such a rule fires when its condition turns true and not again while it stays
+    /// true, also after the visitor was frozen and thawed, and after reloads that move the
+    /// rule below the 64th place and back.
+    @Test func aRulePastTheSixtyFourthFiresOnlyWhenItsConditionTurnsTrue() throws {
+        func set(padding: Int) throws -> RuleSet {
+            try rules((0..<padding).map { i in
+                (String(format: "a%02d", i), "when: page.path ~ \"/never/\(i)\"\naction: offer_help\npayload: {message: no}\ncooldown: 0s\n")
+            } + [("pricing", "when: page.path ~ \"/pricing\"\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        }
+        let policy = Policy(minimumGap: .zero, maxPerSession: 10, maxPerDay: 10)
+        var p = PartitionProcessor(rules: try set(padding: 69), policy: policy, configuration: configuration(lateness: 0))
+        #expect(p.rules.rules.firstIndex { $0.id == "pricing" } == 69)
+        var fired: [Double] = []
+        func send(_ e: Event, at seconds: Double) {
+            fired += p.process(e, arrivedAt: wall).map { _ in seconds }
+        }
+        // A page ping on the same page: the rule's condition is evaluated again, and holds.
+        func ping(at seconds: Double) { send(event(.pagePing, "v", "c\(seconds)", at: seconds, path: "/pricing"), at: seconds) }
+        send(view("v", "p0", at: 0, "/pricing"), at: 0)
+        ping(at: 1)
+        p.visitors.freeze(p.visitors.slot(of: "v")!)
+        #expect(p.compactVisitorCount == 1)
+        ping(at: 2)
+        p.replaceRules(try set(padding: 5), policy: policy)
+        ping(at: 3)
+        p.replaceRules(try set(padding: 69), policy: policy)
+        ping(at: 4)
+        send(view("v", "p5", at: 5, "/elsewhere"), at: 5)
+        send(view("v", "p6", at: 6, "/pricing"), at: 6)
+        ping(at: 7)
+        #expect(fired == [0, 6])
+    }
+
     @Test func pathTestsPastTheSixtyFourth() throws {
         let set = try rules((0..<70).map { i in
             (String(format: "r%02d", i), "when: page.path ~ \"/p/\(i)\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")
