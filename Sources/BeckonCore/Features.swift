@@ -477,8 +477,9 @@ public enum Feature: String, CaseIterable, Sendable {
             var deepest: UInt32 = 0
             f.pointee.scrolls.forEach { tick, depth in if tick >= page.since { deepest = max(deepest, depth) } }
             return Double(deepest)
-        case .cartItems: return Double(max(0, f.pointee.cartItems))
-        case .cartValue: return Double(max(0, f.pointee.cartCents)) / 100
+        // Not `max(0, _)`: the generic function was called, not inlined.
+        case .cartItems: return f.pointee.cartItems > 0 ? Double(f.pointee.cartItems) : 0
+        case .cartValue: return f.pointee.cartCents > 0 ? Double(f.pointee.cartCents) / 100 : 0
         case .cartIdleSeconds:
             return f.pointee.cartItems > 0 && f.pointee.lastCartChange > f.pointee.lastCheckoutProgress ? f.pointee.lastCartChange.seconds(until: now) : 0
         case .checkoutStep: return Double(f.pointee.checkoutStep)

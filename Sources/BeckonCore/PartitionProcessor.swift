@@ -686,7 +686,12 @@ public struct PartitionProcessor: Sendable {
                 let info = key.pageID == visitor.pageID ? nil : pages[key.pageID]
                 pageClass = info?.pageClass ?? visitor.pageClass
                 pathHash = info?.hash ?? visitor.pageHash
-                if inOrder, let info { enterPage(key.pageID, info, at: key.time, eventID: key.page.id, visitor: &visitor) }
+                if inOrder, let info {
+                    enterPage(key.pageID, info, at: key.time, eventID: key.page.id, visitor: &visitor)
+                    // The held event's reference to the page is now the visitor's: not
+                    // released with the event (one count up and one down less per page view).
+                    key.pageID = 0
+                }
             }
         }
         visitor.features.apply(key.type, tick: Tick(key.time), properties: nil, pageClass: pageClass, pathHash: pathHash)
@@ -854,8 +859,8 @@ public struct PartitionProcessor: Sendable {
         return decisions
     }
 
+    /// Moves the visitor onto page `id`, taking over a reference to it the caller held.
     private mutating func enterPage(_ id: UInt32, _ info: PageInfo, at time: EventTime, eventID: String, visitor: inout VisitorState) {
-        pages.retain(id)
         pages.release(visitor.pageID)
         visitor.pageID = id
         visitor.pageHash = info.hash
