@@ -5,10 +5,10 @@ extension EventTime {
     static let unset = EventTime(milliseconds: .max)
 }
 
-/// Rules whose condition held at the last evaluation, one bit per rule index, beyond the
-/// first 64: those are a word in the visitor's state (`VisitorState.heldRules`), and these,
-/// for the rare larger rule sets, are in its sidecar (`heldBeyond64`). Kept out of the state,
-/// an array there cost 8 bytes of every visitor's state for rule sets that few have.
+/// A set of bits that grows as needed: which of the rules past the 64th held at the last
+/// evaluation (bit i for rule 64 + i), in the visitor's sidecar (`heldBeyond64`). The first
+/// 64 rules' bits are a word in the state (`VisitorState.heldRules`): an array there cost
+/// 8 bytes of every visitor's state for rule sets that few have.
 struct RuleBits: Sendable, Equatable {
     private var words: [UInt64] = []
 
