@@ -328,8 +328,15 @@ struct IntentModelTests {
     /// Whatever happened to a visitor, its scores are the model's formula (in Double) over
     /// its features: recomputed whenever a feature changes, and computed right.
     @Test func scoresAreTheFormulaOverTheCurrentFeatures() async throws {
-        let model = try shippedModel()
-        await propertyCheck(count: 40, input: Gen.int(in: 0...1_000_000)) { seed in
+        let shipped = try shippedModel()
+        // And a model with a negative cap, whose term adds weight × cap where its feature is
+        // 0 (form errors, mostly 0): a rescore skips the zero features' terms only when no
+        // cap is negative.
+        var capped = shipped
+        capped.intents[0].terms[0].cap = -1
+        #expect(capped.intents[0].terms[0].feature == .formErrors5m)
+        await propertyCheck(count: 40, input: Gen.int(in: 0...1_000_000), Gen.bool) { seed, negativeCap in
+            let model = negativeCap ? capped : shipped
             var p = PartitionProcessor(rules: .empty, model: model, configuration: configuration(lateness: 5, idleAfter: 2))
             let events = Journey(seed: UInt64(seed), visitors: 3).shuffled(seed: UInt64(seed), lateness: .seconds(5))
             var worst = 0.0, compared = 0

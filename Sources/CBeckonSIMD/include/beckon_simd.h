@@ -101,4 +101,21 @@ static inline void beckon_logistic8(const double *z, long count, float *out) {
     memcpy(out, &result, sizeof result);
 }
 
+/// A bit per place i < `count` (at most 64) of `v` whose value is not 0: bit i for v[i].
+/// NaN counts as not 0. Two places per vector compare with SSE2.
+static inline uint64_t beckon_nonzero_mask(const double *v, long count) {
+    uint64_t mask = 0;
+    long i = 0;
+#if defined(__SSE2__)
+    const __m128d zero = _mm_setzero_pd();
+    for (; i + 2 <= count; i += 2) {
+        mask |= (uint64_t)_mm_movemask_pd(_mm_cmpneq_pd(_mm_loadu_pd(v + i), zero)) << i;
+    }
+#endif
+    for (; i < count; i++) {
+        if (v[i] != 0) mask |= (uint64_t)1 << i;
+    }
+    return mask;
+}
+
 #endif
