@@ -188,6 +188,13 @@ struct ColdReader {
         return String(decoding: UnsafeRawBufferPointer(start: base + offset, count: count), as: UTF8.self)
     }
 
+    /// `fnv64` of the string at the reader's position (and moves past it), without making a `String`.
+    mutating func stringHash() -> UInt64 {
+        let count = Int(unsigned())
+        defer { offset += count }
+        return fnv64(UnsafeRawBufferPointer(start: base + offset, count: count))
+    }
+
     /// Whether the string at the reader's position is `s` (and moves past it).
     mutating func stringEquals(_ s: String) -> Bool {
         let count = Int(unsigned())
@@ -226,64 +233,69 @@ extension VisitorState {
     /// buffer, with the table's writer `inout`, copied the whole state first (and released
     /// the copy after), about 300 instructions a freeze.
     static func encode(_ v: UnsafePointer<VisitorState>, into w: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+        // First what a session's end reads (see `ColdSummary`): the rest need not be decoded
+        // to evict a frozen visitor.
         w.string(v.pointee.visitorID)
         w.signed(v.pointee.lastEventTime.milliseconds)
         let base = v.pointee.lastEventTime.milliseconds, tick = Tick(v.pointee.lastEventTime)
-        v.pointee.features.encode(into: &w, base: tick)
-        w.number(v.pointee.channel)
         w.number(v.pointee.pendingWakes)
-        w.time(v.pointee.pageSince, default: Self.noPageSince, base: base)
-        w.string(v.pointee.pageEventID)
-        w.time(v.pointee.lastPageTime, default: Self.noPageTime, base: base)
-        w.number(v.pointee.sessionPosition, default: -1)
-        w.unsigned(v.pointee.heldRules)
-        w.time(v.pointee.nextWake, default: .unset, base: base)
         w.time(v.pointee.latestWake, default: .unset, base: base)
-        if w.flag(!v.pointee.counters.isEmpty) {
-            w.unsigned(UInt64(v.pointee.counters.count))
-            // `.min` (an empty place) as 0, a tick as 1 + its zigzag distance from the base.
-            for c in v.pointee.counters { w.unsigned(c == .min ? 0 : 1 + ColdWriter.zigzag(Int64(c) - Int64(tick.value))) }
-        }
+        w.number(v.pointee.sessionPosition, default: -1)
         w.number(v.pointee.pageID)
-        w.hash(v.pointee.pageHash)
-        w.hash(v.pointee.lastPageID)
-        v.pointee.recentEventIDs.encode(into: &w)
-        w.byte(UInt8(v.pointee.pageClass.ordinal))
-        w.flag(v.pointee.sessionTimerPending)
-        w.flag(scored)
+        w.number(v.pointee.features.visits, default: 1)
         if w.flag(sidecar != nil), let sidecar {
             if w.flag(sidecar.userID != nil) { w.string(sidecar.userID!) }
             if w.flag(sidecar.channel != nil) { w.string(sidecar.channel!) }
             sidecar.prompts.encode(into: &w, base: base)
             if w.flag(!sidecar.heldBeyond64.isEmpty) { sidecar.heldBeyond64.encode(into: &w) }
         }
+        v.pointee.features.encode(into: &w, base: tick)
+        w.number(v.pointee.channel)
+        w.time(v.pointee.pageSince, default: Self.noPageSince, base: base)
+        w.string(v.pointee.pageEventID)
+        w.time(v.pointee.lastPageTime, default: Self.noPageTime, base: base)
+        w.unsigned(v.pointee.heldRules)
+        w.time(v.pointee.nextWake, default: .unset, base: base)
+        if w.flag(!v.pointee.counters.isEmpty) {
+            w.unsigned(UInt64(v.pointee.counters.count))
+            // `.min` (an empty place) as 0, a tick as 1 + its zigzag distance from the base.
+            for c in v.pointee.counters { w.unsigned(c == .min ? 0 : 1 + ColdWriter.zigzag(Int64(c) - Int64(tick.value))) }
+        }
+        w.hash(v.pointee.pageHash)
+        w.hash(v.pointee.lastPageID)
+        v.pointee.recentEventIDs.encode(into: &w)
+        w.byte(UInt8(v.pointee.pageClass.ordinal))
+        w.flag(v.pointee.sessionTimerPending)
+        w.flag(scored)
     }
 
     /// Reads what `encode` wrote. The scores are left at zero: `scored` says whether the
     /// caller must recompute them.
     static func decode(_ r: inout ColdReader, handle: Int32) -> (state: VisitorState, sidecar: VisitorTable.Sidecar?, scored: Bool) {
         let visitorID = r.string()
-        let lastEventTime = EventTime(milliseconds: r.signed())
-        let base = lastEventTime.milliseconds, tick = Tick(lastEventTime)
-        let features = VisitorFeatures(from: &r, base: tick)
-        let channel: UInt16 = r.number(), pendingWakes: UInt16 = r.number()
+        let header = ColdSummary.Header(&r)
+        let base = header.lastEventTime.milliseconds, tick = Tick(header.lastEventTime)
+        let sidecar = r.flag() ? VisitorTable.Sidecar(from: &r, base: base) : nil
+        var features = VisitorFeatures(from: &r, base: tick)
+        features.visits = header.visits
+        let channel: UInt16 = r.number()
         let pageSince = r.time(default: noPageSince, base: base)
-        var v = VisitorState(visitorID: visitorID, lastEventTime: lastEventTime, pageSince: pageSince, pageEventID: r.string())
+        var v = VisitorState(visitorID: visitorID, lastEventTime: header.lastEventTime, pageSince: pageSince, pageEventID: r.string())
         v.features = features
         v.channel = channel
-        v.pendingWakes = pendingWakes
+        v.pendingWakes = header.pendingWakes
+        v.latestWake = header.latestWake
+        v.sessionPosition = header.sessionPosition
+        v.pageID = header.pageID
         v.lastPageTime = r.time(default: noPageTime, base: base)
-        v.sessionPosition = r.number(default: -1)
         v.heldRules = r.unsigned()
         v.nextWake = r.time(default: .unset, base: base)
-        v.latestWake = r.time(default: .unset, base: base)
         if r.flag() {
             v.counters = (0..<Int(r.unsigned())).map { _ in
                 let u = r.unsigned()
                 return u == 0 ? .min : Int32(truncatingIfNeeded: Int64(tick.value) + ColdReader.unzigzag(u - 1))
             }
         }
-        v.pageID = r.number()
         v.pageHash = r.hash()
         v.lastPageID = r.hash()
         v.recentEventIDs = RecentEventIDs(from: &r)
@@ -291,13 +303,63 @@ extension VisitorState {
         v.sessionTimerPending = r.flag()
         let scored = r.flag()
         v.handle = handle
-        guard r.flag() else { return (v, nil, scored) }
-        var sidecar = VisitorTable.Sidecar()
-        if r.flag() { sidecar.userID = r.string() }
-        if r.flag() { sidecar.channel = r.string() }
-        sidecar.prompts = PromptMemory(from: &r, base: base)
-        if r.flag() { sidecar.heldBeyond64 = RuleBits(from: &r) }
         return (v, sidecar, scored)
+    }
+}
+
+extension VisitorTable.Sidecar {
+    init(from r: inout ColdReader, base: Int64) {
+        self.init()
+        if r.flag() { userID = r.string() }
+        if r.flag() { channel = r.string() }
+        prompts = PromptMemory(from: &r, base: base)
+        if r.flag() { heldBeyond64 = RuleBits(from: &r) }
+    }
+}
+
+/// What a session's end needs of a frozen visitor, read from the head of its compact form
+/// without decoding the rest (a full decode cost about 4,000 instructions, and most
+/// visitors are frozen by the time their session ends).
+struct ColdSummary {
+    /// The fields `VisitorState.encode` writes right after the visitor id.
+    struct Header {
+        var lastEventTime: EventTime
+        var pendingWakes: UInt16
+        var latestWake: EventTime
+        var sessionPosition: Int64
+        var pageID: UInt32
+        var visits: UInt16
+
+        /// The same fields of a hot state.
+        @inline(__always) init(_ v: borrowing VisitorState) {
+            lastEventTime = v.lastEventTime
+            pendingWakes = v.pendingWakes
+            latestWake = v.latestWake
+            sessionPosition = v.sessionPosition
+            pageID = v.pageID
+            visits = v.features.visits
+        }
+
+        @inline(__always) init(_ r: inout ColdReader) {
+            lastEventTime = EventTime(milliseconds: r.signed())
+            pendingWakes = r.number()
+            latestWake = r.time(default: .unset, base: lastEventTime.milliseconds)
+            sessionPosition = r.number(default: -1)
+            pageID = r.number()
+            visits = r.number(default: 1)
+        }
+    }
+
+    /// `fnv64` of the visitor id.
+    var visitorHash: UInt64
+    var header: Header
+    /// The prompt memory, if the visitor has a sidecar.
+    var prompts: PromptMemory?
+
+    init(_ r: inout ColdReader) {
+        visitorHash = r.stringHash()
+        header = Header(&r)
+        prompts = r.flag() ? VisitorTable.Sidecar(from: &r, base: header.lastEventTime.milliseconds).prompts : nil
     }
 }
 
@@ -333,7 +395,7 @@ extension VisitorFeatures {
         w.tick(lastSentimentAt, default: .never, base: base)
         w.float(minSentiment)
         w.number(sessionEvents)
-        w.number(visits, default: 1)
+        // `visits` is written with the state's head (`ColdSummary.Header`).
         w.number(pageViews)
         w.number(cartItems)
         w.number(formErrorsSession)
@@ -380,7 +442,6 @@ extension VisitorFeatures {
         lastSentimentAt = r.tick(default: .never, base: base)
         minSentiment = r.float()
         sessionEvents = r.number()
-        visits = r.number(default: 1)
         pageViews = r.number()
         cartItems = r.number()
         formErrorsSession = r.number()

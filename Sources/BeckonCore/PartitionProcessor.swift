@@ -57,14 +57,17 @@ func releaseFreeMemory() {
 
 /// FNV-1a, 64 bits, never 0. `seed` replaces the standard offset basis.
 @inline(__always) func fnv64(_ s: String, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
-    s.withBytes { bytes in
-        var h = seed
-        for byte in bytes {
-            h ^= UInt64(byte)
-            h &*= 0x100_0000_01B3
-        }
-        return h | 1
+    s.withBytes { fnv64(UnsafeRawBufferPointer($0), seed: seed) }
+}
+
+/// `fnv64` of UTF-8 bytes.
+@inline(__always) func fnv64(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+    var h = seed
+    for byte in bytes {
+        h ^= UInt64(byte)
+        h &*= 0x100_0000_01B3
     }
+    return h | 1
 }
 
 /// The last few event ids of a visitor, as 32-bit hashes, kept inline (no allocation):
@@ -951,43 +954,43 @@ public struct PartitionProcessor: Sendable {
                 evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow, into: &decisions)
             case .sessionEnd:
                 if visitors.isCold(timer.slot) {
-                    // Most visitors are frozen by the end of their session: read, not
-                    // thawed (a thaw decoded, rescored and moved the state into the hot
-                    // buffer, only for the eviction to take it out again).
-                    var (cold, sidecar) = visitors.decode(timer.slot)
-                    withUnsafePointer(to: &cold) { endSession(timer, $0, prompts: sidecar?.prompts, now: now) }
+                    // Most visitors are frozen by the end of their session: only the head of
+                    // the compact form is read (a thaw decoded, rescored and moved the state
+                    // into the hot buffer, only for the eviction to take it out again).
+                    let cold = visitors.summary(timer.slot)
+                    endSession(timer, cold.header, visitorHash: cold.visitorHash, prompts: cold.prompts, now: now)
                 } else {
-                    // Read through the pointer: a `let` copy of the state would move ~500 bytes.
-                    endSession(timer, visitors.pointer(timer.slot), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
+                    let v = visitors.pointer(timer.slot)
+                    let head = ColdSummary.Header(v.pointee)
+                    endSession(timer, head, visitorHash: fnv64(v.pointee.visitorID), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
                 }
             }
         }
         statistics.decisions += decisions.count - before
     }
 
-    /// A session-end check: evicts the visitor (`v`, hot or decoded, with its sidecar's
-    /// `prompts`) if its session has ended and no rule wake-up is pending, else checks again
-    /// later.
-    private mutating func endSession(_ timer: VisitorTimer, _ v: UnsafePointer<VisitorState>, prompts: PromptMemory?, now: EventTime) {
-        let end = v.pointee.lastEventTime + configuration.sessionGap
+    /// A session-end check: evicts the visitor (`v`: what the check reads of its state;
+    /// `prompts`: its sidecar's) if its session has ended and no rule wake-up is pending,
+    /// else checks again later.
+    private mutating func endSession(_ timer: VisitorTimer, _ v: ColdSummary.Header, visitorHash hash: UInt64, prompts: PromptMemory?, now: EventTime) {
+        let end = v.lastEventTime + configuration.sessionGap
         // Strictly after the end: an event held for exactly `end` still belongs to
         // this session (it is released after this timer, see `fireDueTimers`).
-        if end < now && v.pointee.pendingWakes == 0 {
+        if end < now && v.pendingWakes == 0 {
             let day = max(0, end.milliseconds / 86_400_000)
             pruneDeparted(today: day)
-            let hash = fnv64(v.pointee.visitorID)
-            returning[hash] = UInt32(v.pointee.features.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
+            returning[hash] = UInt32(v.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
             if var prompts, prompts.day >= 0 {
                 prompts.startSession()
                 departedPrompts[hash] = prompts
             }
-            countSession(from: v.pointee.sessionPosition, to: -1)
-            pages.release(v.pointee.pageID)
+            countSession(from: v.sessionPosition, to: -1)
+            pages.release(v.pageID)
             visitors.remove(timer.slot)
             statistics.evictedVisitors += 1
         } else {
             // Check again when the session may have ended and every rule wake-up has fired.
-            let wakeBound = v.pointee.pendingWakes > 0 && v.pointee.latestWake != .unset ? v.pointee.latestWake : end
+            let wakeBound = v.pendingWakes > 0 && v.latestWake != .unset ? v.latestWake : end
             let next = max(end, wakeBound, timer.due + Millis(1))
             timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
         }

@@ -321,6 +321,14 @@ final class VisitorTable: @unchecked Sendable {
         return (cold.state, cold.sidecar)
     }
 
+    /// What a session's end reads of a cold visitor (the head of its compact form).
+    func summary(_ slot: Int32) -> ColdSummary {
+        let entry = entries[Int(slot)]
+        precondition(entry & 3 == 1, "visitor slot \(slot) is not cold")
+        var reader = ColdReader(Self.blob(entry) + 8)
+        return ColdSummary(&reader)
+    }
+
     /// The compact form of a cold entry, decoded.
     private static func decode(_ entry: UInt64, slot: Int32) -> (state: VisitorState, sidecar: Sidecar?, scored: Bool) {
         var reader = ColdReader(blob(entry) + 8)
