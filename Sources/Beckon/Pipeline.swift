@@ -101,6 +101,26 @@ struct PartitionLane {
     /// Offsets below this were processed and committed before (by this or another
     /// instance): they are re-read only to rebuild state, and their decisions discarded.
     var rebuildUntil: Int64 = -1
+    /// The position written as the partition's `rebuild_from`, and when it was worked out.
+    private var rebuildFrom: (position: Int64, at: EventTime)?
+
+    init(processor: PartitionProcessor) { self.processor = processor }
+
+    /// How long a worked-out `rebuild_from` is reused. Working it out scans the held events
+    /// and the resident sessions' blocks (about as many as the events of the allowed
+    /// lateness), and every batch's flush writes it. A position worked out earlier is never
+    /// later than the current one (`PartitionProcessor.rebuildFrom` does not move back while
+    /// positions grow), so reusing it only means re-reading a little more after a restart.
+    static let rebuildFromRefresh = Millis(5_000)
+
+    /// The position from which re-reading the partition rebuilds its state, for a flush
+    /// that commits `next`: at most `rebuildFromRefresh` old.
+    mutating func rebuildFrom(committing next: Int64, now: EventTime) -> Int64 {
+        if let cached = rebuildFrom, now - cached.at < Self.rebuildFromRefresh, cached.position <= next { return cached.position }
+        let position = min(processor.rebuildFrom ?? next, next)
+        rebuildFrom = (position, now)
+        return position
+    }
 }
 
 /// Consumes events, runs them through the core, and publishes decisions.
@@ -536,9 +556,10 @@ public final class Pipeline: @unchecked Sendable {
             pending.sentDeadLetters = pending.deadLetters.count
         }
         let group = configuration.kafka["group.id"] ?? "beckon"
+        let wallNow = now()
         let partitionStates = pending.offsets.compactMap { tp, next -> OutputStore.PartitionState? in
             guard tp.topic == configuration.eventsTopic else { return nil }
-            let from = min(lanes[tp.partition]?.processor.rebuildFrom ?? next, next)
+            let from = lanes[tp.partition]?.rebuildFrom(committing: next, now: wallNow) ?? next
             return OutputStore.PartitionState(group: group, topic: tp.topic, partition: tp.partition, committedOffset: next, rebuildFrom: from)
         }
         try OutputStore().write(

@@ -222,6 +222,40 @@ struct RebuildPositionTests {
         #expect(q.features(of: "c")?[.pageViews] == 1)
         #expect(q.rebuildFrom == 2_048)
     }
+
+    /// The rebuild position never moves back while positions grow: the pipeline reuses a
+    /// position worked out a few seconds earlier (`PartitionLane.rebuildFrom`), which is
+    /// then never later than the current one. As the pipeline writes it: the committed
+    /// offset when nothing is in memory.
+    @Test func theRebuildPositionNeverMovesBack() async {
+        let rules = try! makeRules([("pay", "/checkout/payment", "45s", 1)])
+        await propertyCheck(count: 60, input: Gen.int(in: 0...1_000_000), Gen.int(in: 300...3_000)) { seed, step in
+            // Four rounds of journeys, four hours apart: sessions end while others go on.
+            let events = (0..<4).flatMap { round in
+                Journey(seed: UInt64(seed + round), visitors: 6).shuffled(seed: UInt64(seed), lateness: .seconds(5)).map {
+                    var e = $0
+                    e.time = e.time + .minutes(240 * Int64(round))
+                    return e
+                }
+            }
+            var p = PartitionProcessor(rules: rules, configuration: configuration(lateness: 5, idleAfter: 2))
+            let wall = t0 + .minutes(6000)
+            var previous: Int64 = -1
+            var moves = 0
+            for (i, e) in events.enumerated() {
+                let position = Int64(i * step)
+                _ = p.process(e, arrivedAt: wall, position: position)
+                let from = min(p.rebuildFrom ?? position + 1, position + 1)
+                #expect(from >= previous, "moved back from \(previous) to \(from) after position \(position)")
+                if from > previous { moves += 1 }
+                previous = from
+            }
+            _ = p.advanceIdle(wallNow: wall + .minutes(600))
+            #expect(p.rebuildFrom == nil)
+            // Not stuck at the start either: sessions ended and held events went on the way.
+            #expect(moves > 1)
+        }
+    }
 }
 
 @Suite("Tracker retries")
