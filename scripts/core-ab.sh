@@ -16,6 +16,8 @@
 #     and more. Prefetch instructions are not simulated: their effect needs timing.
 # The workload is the core micro-benchmark's (make bench): the simulator's mix, seed 7,
 # the shipped intent model, one dwell rule (or the shipped rules and policy: `shipped`).
+# SPAN_MINUTES=180 (any mode) spreads the sessions over three hours instead of ten minutes,
+# so sessions end and visitors are evicted while events flow, as in a long-running stream.
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -188,12 +188,15 @@ struct ColdReader {
         return String(decoding: UnsafeRawBufferPointer(start: base + offset, count: count), as: UTF8.self)
     }
 
-    /// `fnv64` of the string at the reader's position (and moves past it), without making a `String`.
-    mutating func stringHash() -> UInt64 {
+    /// The bytes of the string at the reader's position, where they lie (and moves past it).
+    mutating func stringBytes() -> UnsafeRawBufferPointer {
         let count = Int(unsigned())
         defer { offset += count }
-        return fnv64(UnsafeRawBufferPointer(start: base + offset, count: count))
+        return UnsafeRawBufferPointer(start: base + offset, count: count)
     }
+
+    /// Moves past the string at the reader's position.
+    mutating func skipString() { offset += Int(unsigned()) }
 
     /// Whether the string at the reader's position is `s` (and moves past it).
     mutating func stringEquals(_ s: String) -> Bool {
@@ -350,16 +353,32 @@ struct ColdSummary {
         }
     }
 
-    /// `fnv64` of the visitor id.
-    var visitorHash: UInt64
-    var header: Header
-    /// The prompt memory, if the visitor has a sidecar.
-    var prompts: PromptMemory?
+    let header: Header
+    /// The visitor id's bytes, in the compact form.
+    private let id: UnsafeRawBufferPointer
+    /// Positioned after the head, at the sidecar's flag.
+    private let rest: ColdReader
 
+    /// Reads the head only: most session-end checks find the session still going (or a
+    /// wake-up pending) and need nothing else. Valid while the compact form is (until the
+    /// table changes).
     init(_ r: inout ColdReader) {
-        visitorHash = r.stringHash()
+        id = r.stringBytes()
         header = Header(&r)
-        prompts = r.flag() ? VisitorTable.Sidecar(from: &r, base: header.lastEventTime.milliseconds).prompts : nil
+        rest = r
+    }
+
+    /// `fnv64` of the visitor id.
+    var visitorHash: UInt64 { fnv64(id) }
+
+    /// The prompt memory, if the visitor has a sidecar (its other fields, in
+    /// `Sidecar(from:)`'s order, are skipped).
+    func prompts() -> PromptMemory? {
+        var r = rest
+        guard r.flag() else { return nil }
+        if r.flag() { r.skipString() }
+        if r.flag() { r.skipString() }
+        return PromptMemory(from: &r, base: header.lastEventTime.milliseconds)
     }
 }
 

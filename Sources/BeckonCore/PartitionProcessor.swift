@@ -958,41 +958,49 @@ public struct PartitionProcessor: Sendable {
                     // the compact form is read (a thaw decoded, rescored and moved the state
                     // into the hot buffer, only for the eviction to take it out again).
                     let cold = visitors.summary(timer.slot)
-                    endSession(timer, cold.header, visitorHash: cold.visitorHash, prompts: cold.prompts, now: now)
+                    if sessionHasEnded(timer, cold.header, now: now) {
+                        evict(timer, cold.header, visitorHash: cold.visitorHash, prompts: cold.prompts(), now: now)
+                    }
                 } else {
                     let v = visitors.pointer(timer.slot)
                     let head = ColdSummary.Header(v.pointee)
-                    endSession(timer, head, visitorHash: fnv64(v.pointee.visitorID), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
+                    if sessionHasEnded(timer, head, now: now) {
+                        evict(timer, head, visitorHash: fnv64(v.pointee.visitorID), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
+                    }
                 }
             }
         }
         statistics.decisions += decisions.count - before
     }
 
-    /// A session-end check: evicts the visitor (`v`: what the check reads of its state;
-    /// `prompts`: its sidecar's) if its session has ended and no rule wake-up is pending,
-    /// else checks again later.
-    private mutating func endSession(_ timer: VisitorTimer, _ v: ColdSummary.Header, visitorHash hash: UInt64, prompts: PromptMemory?, now: EventTime) {
+    /// A session-end check (`v`: what it reads of the visitor's state): true if the session
+    /// has ended and no rule wake-up is pending, else false, with the check scheduled again.
+    private mutating func sessionHasEnded(_ timer: VisitorTimer, _ v: ColdSummary.Header, now: EventTime) -> Bool {
         let end = v.lastEventTime + configuration.sessionGap
         // Strictly after the end: an event held for exactly `end` still belongs to
         // this session (it is released after this timer, see `fireDueTimers`).
-        if end < now && v.pendingWakes == 0 {
-            let day = max(0, end.milliseconds / 86_400_000)
-            pruneDeparted(today: day)
-            returning[hash] = UInt32(v.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
-            if var prompts, prompts.day >= 0 {
-                prompts.startSession()
-                departedPrompts[hash] = prompts
-            }
-            countSession(from: v.sessionPosition, to: -1)
-            pages.release(v.pageID)
-            visitors.remove(timer.slot)
-            statistics.evictedVisitors += 1
-        } else {
-            // Check again when the session may have ended and every rule wake-up has fired.
-            let wakeBound = v.pendingWakes > 0 && v.latestWake != .unset ? v.latestWake : end
-            let next = max(end, wakeBound, timer.due + Millis(1))
-            timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
+        if end < now && v.pendingWakes == 0 { return true }
+        // Check again when the session may have ended and every rule wake-up has fired.
+        let wakeBound = v.pendingWakes > 0 && v.latestWake != .unset ? v.latestWake : end
+        let next = max(end, wakeBound, timer.due + Millis(1))
+        timers.schedule(VisitorTimer(due: next, slot: timer.slot, epoch: timer.epoch, kind: .sessionEnd))
+        return false
+    }
+
+    /// Evicts a visitor whose session has ended, keeping its visits and (`prompts`, its
+    /// sidecar's) prompt memory for its next session.
+    private mutating func evict(_ timer: VisitorTimer, _ v: ColdSummary.Header, visitorHash hash: UInt64, prompts: PromptMemory?, now: EventTime) {
+        let end = v.lastEventTime + configuration.sessionGap
+        let day = max(0, end.milliseconds / 86_400_000)
+        pruneDeparted(today: day)
+        returning[hash] = UInt32(v.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
+        if var prompts, prompts.day >= 0 {
+            prompts.startSession()
+            departedPrompts[hash] = prompts
         }
+        countSession(from: v.sessionPosition, to: -1)
+        pages.release(v.pageID)
+        visitors.remove(timer.slot)
+        statistics.evictedVisitors += 1
     }
 }

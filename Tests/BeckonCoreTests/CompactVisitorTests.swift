@@ -63,7 +63,10 @@ struct CompactVisitorTests {
         c.sessionGap = .minutes(1)
         c.compactAfter = .seconds(5)
         var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero, maxPerSession: 5, maxPerDay: 1), configuration: c)
-        #expect(p.process(event(.click, "v1", "a", at: 0, path: "/p") { $0.element = "b" }, arrivedAt: t0).map(\.visitorID) == ["v1"])
+        // v1 is signed in: its sidecar holds the user id ahead of the prompt memory.
+        var first = event(.click, "v1", "a", at: 0, path: "/p") { $0.element = "b" }
+        first.userID = "user-1"
+        #expect(p.process(first, arrivedAt: t0).map(\.visitorID) == ["v1"])
         _ = p.process(event(.click, "v2", "b", at: 0.5, path: "/p") { $0.element = "b" }, arrivedAt: t0)
         // Other traffic: both are frozen; v2 comes back within its session, v1 does not.
         _ = p.process(event(.scroll, "v3", "s1", at: 30, path: "/p") { $0.scrollDepth = 5 }, arrivedAt: t0)
