@@ -311,7 +311,7 @@ public struct PartitionProcessor: Sendable {
     var visitors = VisitorTable()
     /// Visits of visitors whose state was evicted, by visitor hash: visits << 16 | the day
     /// (of event time, modulo 65,536) their last session ended. Kept `departedMemoryDays`.
-    private var returning: [UInt64: UInt32] = [:]
+    private var returning = HashMap64()
     /// The prompt memory (daily cap, cooldowns) of evicted visitors that had one, by visitor
     /// hash: a new session of theirs keeps it, just as if their state had stayed.
     private var departedPrompts: [UInt64: PromptMemory] = [:]
@@ -605,7 +605,7 @@ public struct PartitionProcessor: Sendable {
         guard today > departedPrunedDay else { return }
         departedPrunedDay = today
         let keep = Self.departedMemoryDays
-        returning = returning.filter { (today - Int64($0.value & 0xFFFF)) & 0xFFFF <= keep }
+        returning.removeAll { (today - Int64($0 & 0xFFFF)) & 0xFFFF > keep }
         departedPrompts = departedPrompts.filter { today - $0.value.lastPrompt.milliseconds / 86_400_000 <= keep }
     }
 
@@ -993,7 +993,7 @@ public struct PartitionProcessor: Sendable {
         let end = v.lastEventTime + configuration.sessionGap
         let day = max(0, end.milliseconds / 86_400_000)
         pruneDeparted(today: day)
-        returning[hash] = UInt32(v.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF)
+        returning.set(hash, UInt32(v.visits) << 16 | UInt32(truncatingIfNeeded: day & 0xFFFF))
         if var prompts, prompts.day >= 0 {
             prompts.startSession()
             departedPrompts[hash] = prompts
