@@ -959,13 +959,13 @@ public struct PartitionProcessor: Sendable {
                     // into the hot buffer, only for the eviction to take it out again).
                     let cold = visitors.summary(timer.slot)
                     if sessionHasEnded(timer, cold.header, now: now) {
-                        evict(timer, cold.header, visitorHash: cold.visitorHash, prompts: cold.prompts(), now: now)
+                        evict(timer, cold.header, visitorHash: cold.visitorHash, prompts: cold.prompts())
                     }
                 } else {
                     let v = visitors.pointer(timer.slot)
                     let head = ColdSummary.Header(v.pointee)
                     if sessionHasEnded(timer, head, now: now) {
-                        evict(timer, head, visitorHash: fnv64(v.pointee.visitorID), prompts: visitors.sidecar(timer.slot)?.prompts, now: now)
+                        evict(timer, head, visitorHash: fnv64(v.pointee.visitorID), prompts: visitors.sidecar(timer.slot)?.prompts)
                     }
                 }
             }
@@ -989,7 +989,7 @@ public struct PartitionProcessor: Sendable {
 
     /// Evicts a visitor whose session has ended, keeping its visits and (`prompts`, its
     /// sidecar's) prompt memory for its next session.
-    private mutating func evict(_ timer: VisitorTimer, _ v: ColdSummary.Header, visitorHash hash: UInt64, prompts: PromptMemory?, now: EventTime) {
+    private mutating func evict(_ timer: VisitorTimer, _ v: ColdSummary.Header, visitorHash hash: UInt64, prompts: PromptMemory?) {
         let end = v.lastEventTime + configuration.sessionGap
         let day = max(0, end.milliseconds / 86_400_000)
         pruneDeparted(today: day)
