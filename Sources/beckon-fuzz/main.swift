@@ -1,7 +1,10 @@
 // Fuzzes the event decoder with mutated bytes from a seed corpus (Schemas/examples).
 //
 // Deterministic (seeded), so a failing run can be repeated. It fails when an input takes
-// longer than --max-ms to decode (a hang), when peak memory grows past --max-rss-mb (no
+// longer than --max-ms to decode (a hang: an input over the limit is timed three more
+// times, and fails only if it is over every time, since on a shared machine a thread
+// can be held off the CPU for a few hundred ms while decoding takes microseconds),
+// when peak memory grows past --max-rss-mb (no
 // unbounded allocation), or when decoding crashes the process (the exit status says so).
 // Every input is also decoded by the reference (tree-based) decoder, and the two must
 // agree exactly: the same event, or the same refusal (code, path and message).
@@ -86,6 +89,8 @@ let broker = EventTime.parseRFC3339("2026-03-02T10:00:00Z")!
 var accepted = 0
 var reasons: [String: Int] = [:]
 var slowest = 0.0
+/// Inputs over the limit once and timed again (the machine paused).
+var retimed = 0
 let started = now()
 for i in 0..<inputs {
     let base = corpus[pick(corpus.count)]
@@ -100,11 +105,21 @@ for i in 0..<inputs {
         print("FAIL: input \(i): the decoder says \(result), the reference decoder says \(reference); bytes (base64): \(Data(input).base64EncodedString())")
         exit(1)
     }
-    slowest = max(slowest, elapsed)
-    if elapsed > maxMilliseconds {
-        print("FAIL: input \(i) took \(elapsed) ms (limit \(maxMilliseconds)); bytes (base64): \(Data(input).base64EncodedString())")
-        exit(1)
+    var time = elapsed
+    if time > maxMilliseconds {
+        // A slow input is slow every time; a pause of the machine is not.
+        retimed += 1
+        for _ in 0..<3 where time > maxMilliseconds {
+            let t = now()
+            _ = decoder.decode(input, key: key, brokerTime: brokerTime)
+            time = min(time, now() - t)
+        }
+        if time > maxMilliseconds {
+            print("FAIL: input \(i) took \(time) ms at best of four (limit \(maxMilliseconds)); bytes (base64): \(Data(input).base64EncodedString())")
+            exit(1)
+        }
     }
+    slowest = max(slowest, time)
     switch result {
     case .success(let event):
         accepted += 1
@@ -126,4 +141,4 @@ for i in 0..<inputs {
 let seconds = (now() - started) / 1000
 print("fuzzed \(inputs) inputs in \(String(format: "%.1f", seconds)) s: \(accepted) accepted, refused by reason: "
       + reasons.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-print("no crash, no hang (slowest \(String(format: "%.2f", slowest)) ms), peak RSS \(peakRSSMegabytes()) MB")
+print("no crash, no hang (slowest \(String(format: "%.2f", slowest)) ms\(retimed > 0 ? ", \(retimed) timed again after a pause" : "")), peak RSS \(peakRSSMegabytes()) MB")
