@@ -195,9 +195,6 @@ struct ColdReader {
         return UnsafeRawBufferPointer(start: base + offset, count: count)
     }
 
-    /// Moves past the string at the reader's position.
-    mutating func skipString() { offset += Int(unsigned()) }
-
     /// Whether the string at the reader's position is `s` (and moves past it).
     mutating func stringEquals(_ s: String) -> Bool {
         let count = Int(unsigned())
@@ -371,14 +368,10 @@ struct ColdSummary {
     /// `fnv64` of the visitor id.
     var visitorHash: UInt64 { fnv64(id) }
 
-    /// The prompt memory, if the visitor has a sidecar (its other fields, in
-    /// `Sidecar(from:)`'s order, are skipped).
+    /// The prompt memory, if the visitor has a sidecar.
     func prompts() -> PromptMemory? {
         var r = rest
-        guard r.flag() else { return nil }
-        if r.flag() { r.skipString() }
-        if r.flag() { r.skipString() }
-        return PromptMemory(from: &r, base: header.lastEventTime.milliseconds)
+        return r.flag() ? VisitorTable.Sidecar(from: &r, base: header.lastEventTime.milliseconds).prompts : nil
     }
 }
 
