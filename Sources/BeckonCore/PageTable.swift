@@ -1,20 +1,33 @@
 /// What the engine knows of one page path: its class, the first 64 of the rule set's path
-/// tests it passes (a bit each; the rest, rare, stay in the table: `PageTable.passes`), and
-/// its 32-bit hash (`VisitorFeatures.hash32`). Holds no reference, so reading one from the
-/// table (a few times per event) retains and releases nothing.
+/// tests it passes (a bit each; the rest, rare, stay in the table: `PageTable.passes`), the
+/// rules whose page this is, and its 32-bit hash (`VisitorFeatures.hash32`). Holds no
+/// reference, so reading one from the table (a few times per event) retains and releases
+/// nothing.
 struct PageInfo: Sendable {
     var pageClass: PageClass
     var pathBits: UInt64
     var hash: UInt32
+    /// The rules (of the first 64) that need a path test this page passes, a bit each: the
+    /// union of `rulesByPath` over `pathBits` (see `PartitionProcessor.rulesByPath`), so that
+    /// screening the rules for an event reads one word, not a word per passed test.
+    var rules: UInt64 = 0
 
     static let none = PageInfo(pageClass: .other, pathBits: 0, hash: 0)
 
     /// The info of `path`, and its results of the path tests past the 64th (nil if none).
-    static func of(_ path: String, classes: PageClassifier, tests: [PathTest]) -> (PageInfo, morePathTests: [Bool]?) {
+    /// `rulesByPath[i]`: the rules that need path test i (any count; tests past it name none).
+    static func of(_ path: String, classes: PageClassifier, tests: [PathTest], rulesByPath: [UInt64]) -> (PageInfo, morePathTests: [Bool]?) {
         var bits: UInt64 = 0
         for (i, test) in tests.prefix(64).enumerated() where test.matches(path) { bits |= 1 << UInt64(i) }
         let more = tests.count > 64 ? tests.dropFirst(64).map { $0.matches(path) } : nil
-        return (PageInfo(pageClass: classes.classify(path), pathBits: bits, hash: VisitorFeatures.hash32(path)), more)
+        var rules: UInt64 = 0
+        var rest = bits
+        while rest != 0 {
+            let i = rest.trailingZeroBitCount
+            if i < rulesByPath.count { rules |= rulesByPath[i] }
+            rest &= rest &- 1
+        }
+        return (PageInfo(pageClass: classes.classify(path), pathBits: bits, hash: VisitorFeatures.hash32(path), rules: rules), more)
     }
 }
 

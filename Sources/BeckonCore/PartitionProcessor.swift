@@ -702,8 +702,9 @@ public struct PartitionProcessor: Sendable {
             count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
         }
         rescore(&visitor)
-        guard !rules.rules.isEmpty else { return }
-        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, wallNow: wallNow, into: &decisions)
+        let visit = opensSession ? .max : rulesToVisit(key.type, visitor)
+        guard visit != 0 else { return }
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
 
     /// Applies any other event (directly, or from the held queue when it opens a session),
@@ -720,8 +721,9 @@ public struct PartitionProcessor: Sendable {
             count(event.type, at: event.time, pageID: pageID, channel: event.channel, in: &visitor)
         }
         rescore(&visitor)
-        guard !rules.rules.isEmpty else { return }
-        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, wallNow: wallNow, into: &decisions)
+        let visit = opensSession ? .max : rulesToVisit(event.type, visitor)
+        guard visit != 0 else { return }
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
 
     /// The visitor's channel name.
@@ -738,8 +740,8 @@ public struct PartitionProcessor: Sendable {
 
     /// The interned id of a page path (not retained).
     mutating func internPage(_ path: String) -> UInt32 {
-        let classes = model.pageClasses, tests = rules.pathTests
-        return pages.intern(path) { PageInfo.of($0, classes: classes, tests: tests) }
+        let classes = model.pageClasses, tests = rules.pathTests, byPath = rulesByPath
+        return pages.intern(path) { PageInfo.of($0, classes: classes, tests: tests, rulesByPath: byPath) }
     }
 
     /// Recomputes the intent scores: every feature once, then the sums. The feature values
@@ -951,7 +953,7 @@ public struct PartitionProcessor: Sendable {
                 visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
-                evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, wallNow: wallNow, into: &decisions)
+                evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, visit: .max, wallNow: wallNow, into: &decisions)
             case .sessionEnd:
                 if visitors.isCold(timer.slot) {
                     // Most visitors are frozen by the end of their session: only the head of

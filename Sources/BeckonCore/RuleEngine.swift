@@ -372,8 +372,8 @@ extension PartitionProcessor {
         rules = new
         self.policy = policy
         layOutRules()
-        let classes = model.pageClasses, tests = new.pathTests
-        pages.refresh { PageInfo.of($0, classes: classes, tests: tests) }
+        let classes = model.pageClasses, tests = new.pathTests, byPath = rulesByPath
+        pages.refresh { PageInfo.of($0, classes: classes, tests: tests, rulesByPath: byPath) }
         let offsets = counterOffsets, slots = counterSlots, counters = new.counters, oldCounters = old.counters
         visitors.forEachResident { v, sidecar in
             var first64: UInt64 = 0
@@ -552,6 +552,16 @@ extension PartitionProcessor {
         return EventTime(milliseconds: Tick.epochMilliseconds + (Int64(anchor.value) + ticks) * 100)
     }
 
+    /// The rules `evaluateRules` visits for an event of `type` that opens no session: those
+    /// it triggers that are on the visitor's page or held (with more than 64 rules, all).
+    /// Asked inline by the event paths, which skip the call when there are none: most
+    /// events visit no rule, and the call, with its trigger, cost about 100 instructions to
+    /// find that out.
+    @inline(__always) func rulesToVisit(_ type: EventType, _ visitor: borrowing VisitorState) -> UInt64 {
+        guard rulePlans.count <= 64 else { return rules.rules.isEmpty ? 0 : .max }
+        return rulesByType[type.ordinal] & (rulesOnAnyPage | pages[visitor.pageID].rules | visitor.heldRules)
+    }
+
     /// Evaluates every rule for a visitor; the rules whose condition turned true go to the
     /// policy, and its decision, if any, is appended to `decisions`. Schedules a wake-up for
     /// the earliest instant a time condition may turn true.
@@ -560,26 +570,22 @@ extension PartitionProcessor {
     /// event opens a session): a rule that depends only on the page and time then fires from
     /// its timer or a page event, both applied in event-time order, so at the same instant
     /// in any arrival order.
-    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, wallNow: EventTime, into decisions: inout [Decision]) {
+    ///
+    /// `visit`: what `rulesToVisit` says for the trigger's event (read only when not `everyRule`).
+    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, visit screen: UInt64, wallNow: EventTime, into decisions: inout [Decision]) {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
         // Most events affect no rule of a small set: skip building the context.
         guard everyRule || anyRuleTriggers & typeBit != 0 else { return }
-        let matches = pages[visitor.pageID].pathBits
+        let page = pages[visitor.pageID]
+        let matches = page.pathBits
         // With at most 64 rules, only the triggered rules that are on their page, or held
         // before (to clear them), are visited: any other stays as it was, not holding, and
         // needs no wake-up. When there are none (most page pings with page rules), return
-        // before building the context.
+        // before building the context (the event paths ask `rulesToVisit` first, and pass on what it says).
         let screened = rulePlans.count <= 64
         var visit: UInt64 = 0
         if screened {
-            var onPage = rulesOnAnyPage
-            var paths = matches
-            while paths != 0 {
-                onPage |= rulesByPath[paths.trailingZeroBitCount]
-                paths &= paths &- 1
-            }
-            let triggered = everyRule ? UInt64.max : trigger.eventType.map { rulesByType[$0.ordinal] } ?? .max
-            visit = triggered & (onPage | visitor.heldRules) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1)
+            visit = everyRule ? (rulesOnAnyPage | page.rules | visitor.heldRules) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1) : screen
             if visit == 0 { return }
         }
         let context = EvaluationContext(

@@ -365,6 +365,19 @@ struct RuleEngineTests {
         #expect(p.rules.version == changed.version)
     }
 
+    /// Pages are classified against the rules once, when first seen: a reload classifies
+    /// them again, so a new rule on a page seen before fires there.
+    @Test func aReloadedRuleFiresOnAPageSeenBeforeTheReload() throws {
+        let click = { (id: String, s: Double) in event(.click, "v", id, at: s, path: "/settings/a") { $0.element = "b" } }
+        let before = try rules([("other", "when: page.path ~ \"/other\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        var p = PartitionProcessor(rules: before, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
+        #expect(p.process(view("v", "p1", at: 0, "/settings/a"), arrivedAt: wall).isEmpty)
+        #expect(p.process(click("c1", 1), arrivedAt: wall).isEmpty)
+        let after = try rules([("settings", "when: page.path ~ \"/settings/**\" and event == click\naction: offer_help\npayload: {message: hi}\ncooldown: 0s\n")])
+        p.replaceRules(after, policy: Policy(minimumGap: .zero))
+        #expect(p.process(click("c2", 2), arrivedAt: wall).map(\.ruleID) == ["settings"])
+    }
+
     @Test func aWindowedCountReadsOnlyItsWindowAndFilter() throws {
         let set = try rules([("errs", "when: count(form_error where page.path ~ \"/settings/**\", 2m) >= 3\naction: offer_help\npayload: {message: hi}\n")])
         var p = PartitionProcessor(rules: set, policy: Policy(minimumGap: .zero), configuration: configuration(lateness: 0))
