@@ -18,6 +18,8 @@
 # the shipped intent model, one dwell rule (or the shipped rules and policy: `shipped`).
 # SPAN_MINUTES=180 (any mode) spreads the sessions over three hours instead of ten minutes,
 # so sessions end and visitors are evicted while events flow, as in a long-running stream.
+# SCENARIOS=1 (any mode) adds the simulator's other journeys: clicks, form errors, chat, and
+# a buyer who returns after 35 minutes (the benchmark's mix has none of these).
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -13,6 +13,10 @@
 // the benchmark's 10: with N well past the session gap (30 minutes), sessions end and their
 // visitors are evicted while events flow, as in a stream that runs for days, and the
 // line also says how many were evicted during the run.
+//
+// SCENARIOS=1 adds the simulator's other journeys (`Simulator.Configuration.scenarios`):
+// clicks, form errors, chat messages and a buyer who comes back 35 minutes later, events
+// the benchmark's mix has none of.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -61,6 +65,7 @@ configuration.visitors = visitors
 configuration.seed = 7
 configuration.badShare = 0
 if let span = ProcessInfo.processInfo.environment["SPAN_MINUTES"].flatMap({ Int64($0) }) { configuration.span = .minutes(span) }
+configuration.scenarios = ProcessInfo.processInfo.environment["SCENARIOS"] == "1"
 let messages = Simulator(configuration).messages()
 let decoder = EventDecoder()
 let events = messages.compactMap { try? decoder.decode($0.value, key: $0.key, brokerTime: EventTime(milliseconds: $0.timestamp)).get() }
