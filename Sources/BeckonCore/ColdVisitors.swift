@@ -29,6 +29,12 @@ struct ColdWriter {
     private(set) var count = 0
     private var flagAt = 0
     private var flagBit: UInt8 = 8
+    /// A write did not fit, and was left out: `write` grows the buffer and starts again.
+    /// Writes never grow the buffer themselves, so an encoder that copies the writer into
+    /// a local (`VisitorState.encode`) keeps it in registers: a call to grow, even on a
+    /// path never taken, made the compiler keep every field in memory, and each flag cost
+    /// a load and a store of three of them (about 16 instructions).
+    private(set) var overflowed = false
 
     init() { base = buffer.base }
 
@@ -39,23 +45,39 @@ struct ColdWriter {
     mutating func reset() {
         count = 0
         flagBit = 8
+        flagAt = 0
+        overflowed = false
     }
 
-    @inline(__always) private mutating func reserve(_ n: Int) {
-        guard count &+ n > capacity else { return }
-        grow(count + n)
+    /// Resets, runs `body`, and when something did not fit, grows the buffer and runs it again.
+    @inline(__always) mutating func write(_ body: (inout ColdWriter) -> Void) {
+        reset()
+        body(&self)
+        while overflowed {
+            grow()
+            reset()
+            body(&self)
+        }
     }
 
-    @inline(never) private mutating func grow(_ needed: Int) {
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: max(capacity * 2, needed), alignment: 8)
-        bigger.copyMemory(from: base, byteCount: count)
+    /// Whether `n` more bytes fit; if not, marks the writer overflowed.
+    @inline(__always) private mutating func room(_ n: Int) -> Bool {
+        if count &+ n <= capacity { return true }
+        overflowed = true
+        return false
+    }
+
+    @inline(never) private mutating func grow() {
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 8)
         base.deallocate()
         buffer.base = bigger
         base = bigger
-        capacity = max(capacity * 2, needed)
+        capacity *= 2
     }
 
     // Counts stay far below Int.max (a state is hundreds of bytes): no overflow checks.
+    // Every write stays inside the buffer, overflowed or not (the flag byte's place too: it
+    // is 0 or a place written before), so an overflowed pass is only wasted, never harmful.
     @inline(__always) private mutating func append(_ b: UInt8) {
         base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
         count &+= 1
@@ -64,9 +86,10 @@ struct ColdWriter {
     /// Records whether an optional field follows, and returns it.
     @inline(__always) @discardableResult mutating func flag(_ present: Bool) -> Bool {
         if flagBit == 8 {
-            reserve(1)
-            flagAt = count
-            append(0)
+            if room(1) {
+                flagAt = count
+                append(0)
+            }
             flagBit = 0
         }
         if present { base.storeBytes(of: base.load(fromByteOffset: flagAt, as: UInt8.self) | 1 << flagBit, toByteOffset: flagAt, as: UInt8.self) }
@@ -75,12 +98,12 @@ struct ColdWriter {
     }
 
     @inline(__always) mutating func byte(_ b: UInt8) {
-        reserve(1)
+        guard room(1) else { return }
         append(b)
     }
 
     @inline(__always) mutating func unsigned(_ value: UInt64) {
-        reserve(10)
+        guard room(10) else { return }
         var v = value
         while v >= 0x80 {
             append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -96,24 +119,26 @@ struct ColdWriter {
 
     /// Raw bytes, as they are (no length).
     @inline(__always) mutating func bytes(_ raw: UnsafeRawBufferPointer) {
-        reserve(raw.count)
+        guard room(raw.count) else { return }
         if let source = raw.baseAddress { (base + count).copyMemory(from: source, byteCount: raw.count) }
         count &+= raw.count
     }
 
     @inline(__always) mutating func fixed32(_ value: UInt32) {
-        reserve(4)
+        guard room(4) else { return }
         base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
         count &+= 4
     }
 
-    mutating func string(_ s: String) {
-        s.withBytes { utf8 in
-            unsigned(UInt64(utf8.count))
-            reserve(utf8.count)
-            if let source = utf8.baseAddress { (base + count).copyMemory(from: source, byteCount: utf8.count) }
-            count &+= utf8.count
-        }
+    /// Its length, then its UTF-8 bytes. The copy's closure holds the destination, not the
+    /// writer, so the writer does not escape into `withCString`.
+    @inline(__always) mutating func string(_ s: String) {
+        let n = s.utf8.count
+        guard room(n &+ 10) else { return }
+        unsigned(UInt64(n))
+        let destination = base + count
+        s.withBytes { utf8 in if let source = utf8.baseAddress { destination.copyMemory(from: source, byteCount: n) } }
+        count &+= n
     }
 
     // Optional fields: a flag, and the value only when it is not the default.
@@ -232,7 +257,10 @@ extension VisitorState {
     /// `encode`, reading the state where it lies: a method called on a state in the hot
     /// buffer, with the table's writer `inout`, copied the whole state first (and released
     /// the copy after), about 300 instructions a freeze.
-    static func encode(_ v: UnsafePointer<VisitorState>, into w: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+    static func encode(_ v: UnsafePointer<VisitorState>, into out: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
+        // A local copy, with every part inline, stays in registers (see `ColdWriter.overflowed`).
+        var w = out
+        defer { out = w }
         // First what a session's end reads (see `ColdSummary`): the rest need not be decoded
         // to evict a frozen visitor.
         w.string(v.pointee.visitorID)
@@ -376,7 +404,7 @@ struct ColdSummary {
 }
 
 extension VisitorFeatures {
-    func encode(into w: inout ColdWriter, base: Tick) {
+    @inline(__always) func encode(into w: inout ColdWriter, base: Tick) {
         // Class views: a mask of the non-zero classes, then their counts.
         // The mask from the 16 counts as two words, without a loop (indexing the vector by a
         // variable stored it to the stack and read it back, 16 times).
@@ -472,7 +500,7 @@ extension VisitorFeatures {
 }
 
 extension PromptMemory {
-    func encode(into w: inout ColdWriter, base: Int64) {
+    @inline(__always) func encode(into w: inout ColdWriter, base: Int64) {
         w.time(lastPrompt, default: PromptMemory().lastPrompt, base: base)
         w.number(session)
         w.number(today)

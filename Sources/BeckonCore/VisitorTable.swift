@@ -370,8 +370,8 @@ final class VisitorTable: @unchecked Sendable {
         let entry = entries[Int(slot)]
         precondition(entry & 3 == 0, "visitor slot \(slot) is not hot")
         let index = Int(entry >> 33)
-        writer.reset()
-        VisitorState.encode(hot + index, into: &writer, sidecar: takeSidecar(slot), scored: hot[index].scores != IntentScores())
+        let sidecar = takeSidecar(slot), scored = hot[index].scores != IntentScores(), state = hot + index
+        writer.write { VisitorState.encode(state, into: &$0, sidecar: sidecar, scored: scored) }
         entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch(slot)))
         removeHot(at: index)
     }
@@ -483,8 +483,7 @@ final class VisitorTable: @unchecked Sendable {
                 body(&state, &sidecar)
                 let epoch = self.epoch(slot)
                 dropBlob(entry)
-                writer.reset()
-                state.encode(into: &writer, sidecar: sidecar, scored: scored)
+                writer.write { state.encode(into: &$0, sidecar: sidecar, scored: scored) }
                 entries[Int(slot)] = Self.coldEntry(store(writer.written, epoch: epoch))
             default:
                 continue

@@ -25,7 +25,10 @@ struct CompactVisitorTests {
             var p = processor(compactAfter: nil)
             let wall = t0 + .minutes(6000)
             var events = Journey(seed: UInt64(seed), visitors: 6).shuffled(seed: UInt64(seed), lateness: .seconds(5))
-            for i in events.indices where i % 3 == 0 { events[i].userID = "u-\(events[i].visitorID)" }
+            // Every other seed, user ids too long for the writer's first buffer (512 bytes):
+            // the encoding overflows, and is written again into a larger one.
+            let padding = seed % 2 == 0 ? String(repeating: "x", count: 600) : ""
+            for i in events.indices where i % 3 == 0 { events[i].userID = "u-\(events[i].visitorID)" + padding }
             // And one visitor the windowed count of the workflow rule sees.
             let last = events.map(\.time.milliseconds).max()! - t0.milliseconds
             events += (0..<3).map { i in
@@ -84,6 +87,28 @@ struct CompactVisitorTests {
         #expect(p.process(event(.click, "v1", "d", at: 70, path: "/p") { $0.element = "b" }, arrivedAt: t0).isEmpty)
         #expect(p.takeSuppressions().map(\.reason) == [.cap])
         #expect(p.features(of: "v1")?[.visits] == 2)
+    }
+
+    /// A write that does not fit leaves the writer overflowed, with nothing written past its
+    /// buffer; `write` then grows it and writes everything again.
+    @Test func aWriteThatDoesNotFitIsWrittenAgainIntoALargerBuffer() {
+        var w = ColdWriter()
+        let long = String(repeating: "é", count: 400)  // 800 bytes
+        var passes = 0
+        w.write { w in
+            passes += 1
+            w.number(UInt16(7))
+            w.string(long)
+            w.flag(true)
+            w.byte(9)
+            w.fixed32(0xDEAD_BEEF)
+        }
+        #expect(passes == 2)
+        #expect(!w.overflowed)
+        var r = ColdReader(w.written.baseAddress!)
+        let number: UInt16 = r.number(), string = r.string(), flag = r.flag(), byte = r.byte(), word = r.fixed32()
+        #expect(number == 7 && string == long && flag && byte == 9 && word == 0xDEAD_BEEF)
+        #expect(r.offset == w.count)
     }
 
     /// A sidecar's bytes in the compact form (a stand-in for equality).
