@@ -31,9 +31,10 @@ struct ColdWriter {
     private var flagBit: UInt8 = 8
     /// A write did not fit, and was left out: `write` grows the buffer and starts again.
     /// Writes never grow the buffer themselves, so an encoder that copies the writer into
-    /// a local (`VisitorState.encode`) keeps it in registers: a call to grow, even on a
-    /// path never taken, made the compiler keep every field in memory, and each flag cost
-    /// a load and a store of three of them (about 16 instructions).
+    /// a local (`VisitorState.encode`) can keep its fields in registers: with a call to
+    /// grow on every write's slow path, the compiler kept them in memory, and each flag
+    /// loaded and stored three of them (about 16 instructions). Encoders it does not
+    /// inline (the features', the windows') still take the writer through memory.
     private(set) var overflowed = false
 
     init() { base = buffer.base }
@@ -258,7 +259,8 @@ extension VisitorState {
     /// buffer, with the table's writer `inout`, copied the whole state first (and released
     /// the copy after), about 300 instructions a freeze.
     static func encode(_ v: UnsafePointer<VisitorState>, into out: inout ColdWriter, sidecar: VisitorTable.Sidecar?, scored: Bool) {
-        // A local copy, with every part inline, stays in registers (see `ColdWriter.overflowed`).
+        // Written through a local copy, whose fields can stay in registers between the
+        // calls the compiler does not inline (see `ColdWriter.overflowed`).
         var w = out
         defer { out = w }
         // First what a session's end reads (see `ColdSummary`): the rest need not be decoded
@@ -404,7 +406,7 @@ struct ColdSummary {
 }
 
 extension VisitorFeatures {
-    @inline(__always) func encode(into w: inout ColdWriter, base: Tick) {
+    func encode(into w: inout ColdWriter, base: Tick) {
         // Class views: a mask of the non-zero classes, then their counts.
         // The mask from the 16 counts as two words, without a loop (indexing the vector by a
         // variable stored it to the stack and read it back, 16 times).
@@ -500,7 +502,7 @@ extension VisitorFeatures {
 }
 
 extension PromptMemory {
-    @inline(__always) func encode(into w: inout ColdWriter, base: Int64) {
+    func encode(into w: inout ColdWriter, base: Int64) {
         w.time(lastPrompt, default: PromptMemory().lastPrompt, base: base)
         w.number(session)
         w.number(today)

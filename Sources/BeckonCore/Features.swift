@@ -102,7 +102,7 @@ struct Recent4<Tag: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable, E
         writeEntries(ticks, into: &w, base: base)
     }
 
-    @inline(__always) private func writeEntries(_ ticks: SIMD4<UInt32>, into w: inout ColdWriter, base: Tick) {
+    private func writeEntries(_ ticks: SIMD4<UInt32>, into w: inout ColdWriter, base: Tick) {
         var mask: UInt8 = 0
         for i in 0..<4 where ticks[i] != 0 { mask |= 1 << UInt8(i) }
         w.byte(mask)

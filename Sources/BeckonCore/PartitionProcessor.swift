@@ -98,7 +98,7 @@ struct RecentEventIDs: Sendable, Equatable {
     init() {}
 
     /// How many hashes are set (a prefix), and those hashes.
-    @inline(__always) func encode(into w: inout ColdWriter) {
+    func encode(into w: inout ColdWriter) {
         let h = unsafeBitCast(hashes, to: SIMD8<UInt32>.self)
         // Set hashes are never 0 (`short`): count them without a loop.
         let count = Int(SIMD8<UInt32>(repeating: 1).replacing(with: 0, where: h .== 0).wrappedSum())

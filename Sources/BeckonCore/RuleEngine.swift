@@ -27,7 +27,7 @@ struct RuleBits: Sendable, Equatable {
 
     init() {}
 
-    @inline(__always) func encode(into w: inout ColdWriter) {
+    func encode(into w: inout ColdWriter) {
         w.unsigned(UInt64(words.count))
         for word in words { w.unsigned(word) }
     }
