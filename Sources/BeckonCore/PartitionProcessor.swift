@@ -702,7 +702,7 @@ public struct PartitionProcessor: Sendable {
             count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
         }
         rescore(&visitor)
-        let visit = opensSession ? .max : rulesToVisit(key.type, visitor)
+        let visit = rulesToVisit(key.type, everyRule: opensSession, visitor)
         guard visit != 0 else { return }
         evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
@@ -721,7 +721,7 @@ public struct PartitionProcessor: Sendable {
             count(event.type, at: event.time, pageID: pageID, channel: event.channel, in: &visitor)
         }
         rescore(&visitor)
-        let visit = opensSession ? .max : rulesToVisit(event.type, visitor)
+        let visit = rulesToVisit(event.type, everyRule: opensSession, visitor)
         guard visit != 0 else { return }
         evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
@@ -953,7 +953,10 @@ public struct PartitionProcessor: Sendable {
                 visitor.pointee.pendingWakes -= 1
                 pendingRuleTimers -= 1
                 if visitor.pointee.nextWake == timer.due { visitor.pointee.nextWake = .unset }
-                evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, visit: .max, wallNow: wallNow, into: &decisions)
+                let visit = rulesToVisit(nil, everyRule: true, visitor.pointee)
+                if visit != 0 {
+                    evaluateRules(slot: timer.slot, visitor: &visitor.pointee, trigger: .timer, at: timer.due, everyRule: true, visit: visit, wallNow: wallNow, into: &decisions)
+                }
             case .sessionEnd:
                 if visitors.isCold(timer.slot) {
                     // Most visitors are frozen by the end of their session: only the head of

@@ -552,14 +552,21 @@ extension PartitionProcessor {
         return EventTime(milliseconds: Tick.epochMilliseconds + (Int64(anchor.value) + ticks) * 100)
     }
 
-    /// The rules `evaluateRules` visits for an event of `type` that opens no session: those
-    /// it triggers that are on the visitor's page or held (with more than 64 rules, all).
-    /// Asked inline by the event paths, which skip the call when there are none: most
+    /// The rules `evaluateRules` visits: with at most 64 rules, those the trigger (an event
+    /// of `type`, or with `everyRule` any) can change that are on the visitor's page or held
+    /// before (to clear them); any other stays as it was, not holding, and needs no wake-up.
+    /// With more than 64, all of them (`.max`), or none when the event triggers none.
+    /// Asked inline by the callers, which skip `evaluateRules` when there are none: most
     /// events visit no rule, and the call, with its trigger, cost about 100 instructions to
     /// find that out.
-    @inline(__always) func rulesToVisit(_ type: EventType, _ visitor: borrowing VisitorState) -> UInt64 {
-        guard rulePlans.count <= 64 else { return rules.rules.isEmpty ? 0 : .max }
-        return rulesByType[type.ordinal] & (rulesOnAnyPage | pages[visitor.pageID].rules | visitor.heldRules)
+    @inline(__always) func rulesToVisit(_ type: EventType?, everyRule: Bool, _ visitor: borrowing VisitorState) -> UInt64 {
+        guard rulePlans.count <= 64 else {
+            guard !everyRule, let type else { return .max }
+            return anyRuleTriggers & 1 << UInt32(type.ordinal) != 0 ? .max : 0
+        }
+        let triggered: UInt64
+        if !everyRule, let type { triggered = rulesByType[type.ordinal] } else { triggered = rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1 }
+        return triggered & (rulesOnAnyPage | pages[visitor.pageID].rules | visitor.heldRules)
     }
 
     /// Evaluates every rule for a visitor; the rules whose condition turned true go to the
@@ -571,23 +578,11 @@ extension PartitionProcessor {
     /// its timer or a page event, both applied in event-time order, so at the same instant
     /// in any arrival order.
     ///
-    /// `visit`: what `rulesToVisit` says for the trigger's event (read only when not `everyRule`).
-    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, visit screen: UInt64, wallNow: EventTime, into decisions: inout [Decision]) {
+    /// `visit`: what `rulesToVisit` says for the trigger (not 0).
+    mutating func evaluateRules(slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at now: EventTime, everyRule: Bool, visit: UInt64, wallNow: EventTime, into decisions: inout [Decision]) {
         let typeBit: UInt32 = trigger.eventType.map { 1 << UInt32($0.ordinal) } ?? .max
-        // Most events affect no rule of a small set: skip building the context.
-        guard everyRule || anyRuleTriggers & typeBit != 0 else { return }
-        let page = pages[visitor.pageID]
-        let matches = page.pathBits
-        // With at most 64 rules, only the triggered rules that are on their page, or held
-        // before (to clear them), are visited: any other stays as it was, not holding, and
-        // needs no wake-up. When there are none (most page pings with page rules), return
-        // before building the context (the event paths ask `rulesToVisit` first, and pass on what it says).
+        let matches = pages[visitor.pageID].pathBits
         let screened = rulePlans.count <= 64
-        var visit: UInt64 = 0
-        if screened {
-            visit = everyRule ? (rulesOnAnyPage | page.rules | visitor.heldRules) & (rulePlans.count == 64 ? .max : (1 << UInt64(rulePlans.count)) - 1) : screen
-            if visit == 0 { return }
-        }
         let context = EvaluationContext(
             now: Tick(now), timeNow: now, page: visitor.pageID, pathBits: matches, pageClass: visitor.pageClass,
             channelID: visitor.channel, channelName: visitor.channel != 0 ? nil : visitors.sidecar(slot)?.channel ?? "",
@@ -624,6 +619,7 @@ extension PartitionProcessor {
         }
         if screened {
             // In index order, as the loop over every rule below.
+            var visit = visit
             while visit != 0 {
                 consider(visit.trailingZeroBitCount, &self)
                 visit &= visit &- 1
