@@ -20,6 +20,8 @@
 # so sessions end and visitors are evicted while events flow, as in a long-running stream.
 # SCENARIOS=1 (any mode) adds the simulator's other journeys: clicks, form errors, chat, and
 # a buyer who returns after 35 minutes (the benchmark's mix has none of these).
+# LONG_IDS=1 (any mode) makes every event id and visitor id a 36-character UUID, as
+# trackers send them (the simulator's fit inside a Swift string, so cost no reference counting).
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

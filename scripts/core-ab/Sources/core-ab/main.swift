@@ -17,6 +17,11 @@
 // SCENARIOS=1 adds the simulator's other journeys (`Simulator.Configuration.scenarios`):
 // clicks, form errors, chat messages and a buyer who comes back 35 minutes later, events
 // the benchmark's mix has none of.
+//
+// LONG_IDS=1 gives every event id and visitor id the shape trackers send: a 36-character
+// UUID (the simulator's are at most 15 bytes, which Swift keeps inside the `String` value,
+// so copying them costs no reference counting; a 36-byte one is a heap object, retained
+// and released atomically). Each event gets its own string objects, as from the decoder.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,7 +73,22 @@ if let span = ProcessInfo.processInfo.environment["SPAN_MINUTES"].flatMap({ Int6
 configuration.scenarios = ProcessInfo.processInfo.environment["SCENARIOS"] == "1"
 let messages = Simulator(configuration).messages()
 let decoder = EventDecoder()
-let events = messages.compactMap { try? decoder.decode($0.value, key: $0.key, brokerTime: EventTime(milliseconds: $0.timestamp)).get() }
+/// A UUID-shaped id for `id`, the same for the same `id`, in a string object of its own.
+func longID(_ id: String) -> String {
+    var h1: UInt64 = 0xcbf2_9ce4_8422_2325, h2: UInt64 = 0x9e37_79b9_7f4a_7c15
+    for byte in id.utf8 { h1 = (h1 ^ UInt64(byte)) &* 0x100_0000_01b3; h2 = (h2 &+ UInt64(byte)) &* 0xff51_afd7_ed55_8ccd }
+    let hex = Array(String(h1, radix: 16).leftPadded(16) + String(h2, radix: 16).leftPadded(16))
+    return String(hex[0..<8]) + "-" + String(hex[8..<12]) + "-4" + String(hex[13..<16]) + "-" + String(hex[16..<20]) + "-" + String(hex[20..<32])
+}
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+let longIDs = ProcessInfo.processInfo.environment["LONG_IDS"] == "1"
+let events = messages.compactMap { message -> Event? in
+    guard var event = try? decoder.decode(message.value, key: message.key, brokerTime: EventTime(milliseconds: message.timestamp)).get() else { return nil }
+    if longIDs { event.id = longID(event.id); event.visitorID = longID(event.visitorID) }
+    return event
+}
 let broker = EventTime(milliseconds: messages.last!.timestamp)
 
 var best = 0.0
