@@ -259,7 +259,12 @@ final class VisitorTable: @unchecked Sendable {
         let tag = tag(of: visitorID)
         let bucket = UInt64(tag) << 32 | UInt64(UInt32(bitPattern: slot))
         var hole = Int(tag) & bucketMask
-        while buckets[hole] != bucket { hole = (hole + 1) & bucketMask }
+        while buckets[hole] != bucket {
+            // A run ends at an empty bucket: past it, the visitor is not in the index (its
+            // id read back differently from how it was hashed), and the loop would not end.
+            precondition(buckets[hole] != 0, "visitor slot \(slot) is missing from the index")
+            hole = (hole + 1) & bucketMask
+        }
         // Backward shift: move later buckets of the run into the hole when their home
         // allows, so probes never meet a gap inside a run.
         var i = hole
