@@ -1,3 +1,4 @@
+import CBeckonSIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -131,14 +132,25 @@ struct ColdWriter {
         count &+= 4
     }
 
-    /// Its length, then its UTF-8 bytes. The copy's closure holds the destination, not the
-    /// writer, so the writer does not escape into `withCString`.
+    /// Its length, then its UTF-8 bytes; a UUID in canonical form (see `PackedUUID`) as
+    /// its 16 bytes. The header is the length × 2, or `PackedUUID`'s odd marker. The
+    /// copy's closure holds the destination, not the writer, so the writer does not escape
+    /// into `withCString`.
     @inline(__always) mutating func string(_ s: String) {
         let n = s.utf8.count
         guard room(n &+ 10) else { return }
-        unsigned(UInt64(n))
         let destination = base + count
-        s.withBytes { utf8 in if let source = utf8.baseAddress { destination.copyMemory(from: source, byteCount: n) } }
+        if n == PackedUUID.textCount {
+            let marker = s.withBytes { PackedUUID.pack($0, into: destination + 1) }
+            if marker != 0 {
+                append(marker)
+                count &+= PackedUUID.byteCount
+                return
+            }
+        }
+        unsigned(UInt64(n) << 1)
+        let text = base + count
+        s.withBytes { utf8 in if let source = utf8.baseAddress { text.copyMemory(from: source, byteCount: n) } }
         count &+= n
     }
 
@@ -209,24 +221,37 @@ struct ColdReader {
     }
 
     mutating func string() -> String {
-        let count = Int(unsigned())
-        defer { offset += count }
-        return String(decoding: UnsafeRawBufferPointer(start: base + offset, count: count), as: UTF8.self)
+        withStringBytes { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The bytes of the string at the reader's position, where they lie (and moves past it).
-    mutating func stringBytes() -> UnsafeRawBufferPointer {
-        let count = Int(unsigned())
-        defer { offset += count }
-        return UnsafeRawBufferPointer(start: base + offset, count: count)
+    /// Calls `body` with the UTF-8 bytes of the string at the reader's position (where they
+    /// lie, or unpacked on the stack), and moves past it.
+    mutating func withStringBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let header = unsigned()
+        if header & 1 == 0 {
+            let count = Int(header >> 1)
+            defer { offset += count }
+            return body(UnsafeRawBufferPointer(start: base + offset, count: count))
+        }
+        defer { offset += PackedUUID.byteCount }
+        return withUnsafeTemporaryAllocation(byteCount: PackedUUID.textCount, alignment: 1) { text in
+            PackedUUID.unpack(base + offset, marker: UInt8(truncatingIfNeeded: header), into: text.baseAddress!)
+            return body(UnsafeRawBufferPointer(text))
+        }
     }
 
-    /// Whether the string at the reader's position is `s` (and moves past it).
+    /// Moves past the string at the reader's position.
+    mutating func skipString() {
+        let header = unsigned()
+        offset += header & 1 == 0 ? Int(header >> 1) : PackedUUID.byteCount
+    }
+
+    /// Whether the string at the reader's position is `s`, byte for byte (and moves past it).
     mutating func stringEquals(_ s: String) -> Bool {
-        let count = Int(unsigned())
-        defer { offset += count }
-        return s.withBytes { utf8 in
-            utf8.count == count && (count == 0 || memcmp(utf8.baseAddress!, base + offset, count) == 0)
+        withStringBytes { stored in
+            s.withBytes { utf8 in
+                utf8.count == stored.count && (stored.count == 0 || memcmp(utf8.baseAddress!, stored.baseAddress!, stored.count) == 0)
+            }
         }
     }
 
@@ -381,8 +406,8 @@ struct ColdSummary {
     }
 
     let header: Header
-    /// The visitor id's bytes, in the compact form.
-    private let id: UnsafeRawBufferPointer
+    /// Positioned at the visitor id.
+    private let id: ColdReader
     /// Positioned after the head, at the sidecar's flag.
     private let rest: ColdReader
 
@@ -390,18 +415,45 @@ struct ColdSummary {
     /// wake-up pending) and need nothing else. Valid while the compact form is (until the
     /// table changes).
     init(_ r: inout ColdReader) {
-        id = r.stringBytes()
+        id = r
+        r.skipString()
         header = Header(&r)
         rest = r
     }
 
     /// `fnv64` of the visitor id.
-    var visitorHash: UInt64 { fnv64(id) }
+    var visitorHash: UInt64 {
+        var r = id
+        return r.withStringBytes { fnv64($0) }
+    }
 
     /// The prompt memory, if the visitor has a sidecar.
     func prompts() -> PromptMemory? {
         var r = rest
         return r.flag() ? VisitorTable.Sidecar(from: &r, base: header.lastEventTime.milliseconds).prompts : nil
+    }
+}
+
+/// A UUID in canonical text form (`8-4-4-4-12` hex digits, the letters all lower case or
+/// all upper case) as its 16 bytes, and back (`beckon_uuid_pack`, in C: a table per byte).
+/// Trackers mostly name visitors and events by UUIDs; a visitor in compact form keeps two
+/// of them (its id and the event id of the page view it is on), 17 bytes each this way
+/// instead of 37.
+enum PackedUUID {
+    static let textCount = 36
+    static let byteCount = 16
+
+    /// Packs `text` into `out` (16 bytes) and returns the string header that says so: 1
+    /// (lower case letters or none) or 3 (upper case). 0 when `text` is not a UUID in
+    /// canonical form; `out` may then hold anything.
+    @inline(__always) static func pack(_ text: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableRawPointer) -> UInt8 {
+        guard text.count == textCount, let p = text.baseAddress else { return 0 }
+        return beckon_uuid_pack(p, out.assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// Writes the 36 characters that `pack` read (`marker` is the header it returned).
+    @inline(__always) static func unpack(_ bytes: UnsafeRawPointer, marker: UInt8, into text: UnsafeMutableRawPointer) {
+        beckon_uuid_unpack(bytes.assumingMemoryBound(to: UInt8.self), marker, text.assumingMemoryBound(to: UInt8.self))
     }
 }
 

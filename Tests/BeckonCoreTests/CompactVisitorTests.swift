@@ -29,6 +29,14 @@ struct CompactVisitorTests {
             // the encoding overflows, and is written again into a larger one.
             let padding = seed % 2 == 0 ? String(repeating: "x", count: 600) : ""
             for i in events.indices where i % 3 == 0 { events[i].userID = "u-\(events[i].visitorID)" + padding }
+            // Every third seed, ids as trackers send them: UUIDs, in lower, upper and mixed
+            // case (the compact form packs the first two into 16 bytes, keeps the third as text).
+            if seed % 3 == 0 {
+                for i in events.indices {
+                    events[i].visitorID = uuid(events[i].visitorID, style: events[i].visitorID.utf8.count % 3)
+                    events[i].id = uuid(events[i].id, style: i % 3)
+                }
+            }
             // And one visitor the windowed count of the workflow rule sees.
             let last = events.map(\.time.milliseconds).max()! - t0.milliseconds
             events += (0..<3).map { i in
@@ -109,6 +117,36 @@ struct CompactVisitorTests {
         let number: UInt16 = r.number(), string = r.string(), flag = r.flag(), byte = r.byte(), word = r.fixed32()
         #expect(number == 7 && string == long && flag && byte == 9 && word == 0xDEAD_BEEF)
         #expect(r.offset == w.count)
+    }
+
+    /// UUIDs in canonical form take 17 bytes in the compact form, and read back as they
+    /// were written, letter case included; anything else is kept as text.
+    @Test func aUUIDIsPackedAndReadsBackAsItWasWritten() {
+        let packed = ["0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0ff", "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0FF", "01234567-8901-2345-6789-012345678901",
+                      "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000"]
+        let text = ["0f1e2d3c-4b5a-4978-8695-A4B3C2D1E0FF",  // mixed case
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fg",  // not a hex digit
+                    "0f1e2d3c04b5a-4978-8695-a4b3c2d1e0ff",  // a dash missing
+                    "0f1e2d3c-4b5a4-978-8695-a4b3c2d1e0ff",  // a dash moved
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0ff0", "",
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f\u{e9}",  // 36 bytes, not 36 characters
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0/f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0:f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0@f"]
+        for s in packed + text {
+            var w = ColdWriter()
+            w.write { $0.string(s); $0.byte(0xAB) }
+            #expect(w.count == (packed.contains(s) ? 17 : 1 + s.utf8.count) + 1, "\(s)")
+            var r = ColdReader(w.written.baseAddress!)
+            let read = r.string(), after = r.byte()
+            #expect(read == s && after == 0xAB)
+            var q = ColdReader(w.written.baseAddress!)
+            let equals = q.stringEquals(s)
+            #expect(equals && q.offset == w.count - 1)
+            for other in packed + text where other != s {
+                var o = ColdReader(w.written.baseAddress!)
+                let same = o.stringEquals(other)
+                #expect(!same, "\(s) read as \(other)")
+            }
+        }
     }
 
     /// A sidecar's bytes in the compact form (a stand-in for equality).
@@ -199,4 +237,17 @@ extension CompactVisitorTests {
         #expect(labels(PromptMemory()) == "lastPrompt session today day dismissed lastByRule recent")
         #expect(labels(VisitorTable.Sidecar()) == "userID channel prompts heldBeyond64")
     }
+
+    /// A UUID-shaped id made from `id`: lower case letters (style 0), upper case (1) or both (2).
+    func uuid(_ id: String, style: Int) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let hex = String(h, radix: 16, uppercase: style == 1).leftPadded(16) + String(h.byteSwapped, radix: 16, uppercase: style != 0).leftPadded(16)
+        let c = Array(hex)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

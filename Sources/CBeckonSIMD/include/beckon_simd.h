@@ -118,4 +118,50 @@ static inline uint64_t beckon_nonzero_mask(const double *v, long count) {
     return mask;
 }
 
+/// Per byte: its value as a hex digit, | 0x10 for a lower case letter, | 0x20 for an upper
+/// case one; 0x40 for a byte that is no hex digit.
+static const uint8_t beckon_hex_digit[256] = {
+#define X 0x40
+#define X16 X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X
+    X16, X16, X16,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, X, X, X, X, X, X,
+    X, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F, X, X, X, X, X, X, X, X, X, X16,
+    X, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F, X, X, X, X, X, X, X, X, X, X16,
+    X16, X16, X16, X16, X16, X16, X16, X16
+#undef X16
+#undef X
+};
+
+/// Where the 16 pairs of hex digits of a UUID's 36 characters start.
+static const uint8_t beckon_uuid_pairs[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+
+/// Packs the 36 characters at `text` into 16 bytes at `out` when they are a UUID in
+/// canonical form (8-4-4-4-12 hex digits, the letters all lower or all upper case), and
+/// returns 1 (lower case letters, or none) or 3 (upper case); otherwise returns 0, and
+/// `out` holds anything.
+static inline uint8_t beckon_uuid_pack(const uint8_t *text, uint8_t *out) {
+    if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return 0;
+    unsigned seen = 0;
+    for (int k = 0; k < 16; k++) {
+        uint8_t high = beckon_hex_digit[text[beckon_uuid_pairs[k]]], low = beckon_hex_digit[text[beckon_uuid_pairs[k] + 1]];
+        seen |= high | low;
+        out[k] = (uint8_t)(high << 4 | (low & 15));
+    }
+    switch (seen & 0x70) {
+    case 0: case 0x10: return 1;
+    case 0x20: return 3;
+    default: return 0;  // not a hex digit, or both cases (kept as text, to read back as it came)
+    }
+}
+
+/// Writes the 36 characters that `beckon_uuid_pack` read into `text` (`marker` is what it returned).
+static inline void beckon_uuid_unpack(const uint8_t *bytes, uint8_t marker, uint8_t *text) {
+    const char *digits = marker == 3 ? "0123456789ABCDEF" : "0123456789abcdef";
+    text[8] = text[13] = text[18] = text[23] = '-';
+    for (int k = 0; k < 16; k++) {
+        text[beckon_uuid_pairs[k]] = (uint8_t)digits[bytes[k] >> 4];
+        text[beckon_uuid_pairs[k] + 1] = (uint8_t)digits[bytes[k] & 15];
+    }
+}
+
 #endif
