@@ -130,7 +130,10 @@ struct CompactVisitorTests {
                     "0f1e2d3c-4b5a4-978-8695-a4b3c2d1e0ff",  // a dash moved
                     "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0ff0", "",
                     "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f\u{e9}",  // 36 bytes, not 36 characters
-                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0/f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0:f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0@f"]
+                    "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0FG",
+                    // the characters either side of each range of digits
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0/f", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0:f", "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0@F",
+                    "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0`f", "\u{80}f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f"]
         for s in packed + text {
             var w = ColdWriter()
             w.write { $0.string(s); $0.byte(0xAB) }
