@@ -43,9 +43,10 @@ if [ "$(git -C "$WORK/old" rev-parse HEAD 2>/dev/null || true)" != "$OLD_SHA" ];
 fi
 
 build() {  # build SIDE ROOT: the harness against that checkout, in its own scratch path
-    # SwiftPM may miss source files added to a path dependency: rebuild from scratch when
-    # the list of files changed.
-    local files; files=$(cd "$2" && find Sources -name '*.swift' -o -name '*.c' -o -name '*.h' | sort | cksum)
+    # SwiftPM may miss source files added to a path dependency, and does not rebuild Swift
+    # code when only a C header it includes changed: rebuild from scratch when the list of
+    # files or a header's text changed.
+    local files; files=$(cd "$2" && { find Sources -name '*.swift' -o -name '*.c' -o -name '*.h' | sort; find Sources -name '*.h' | sort | xargs cat; } | cksum)
     if [ "$(cat "$WORK/$1-build.files" 2>/dev/null)" != "$files" ]; then rm -rf "$WORK/$1-build"; fi
     echo "$files" > "$WORK/$1-build.files"
     echo "building the $1 side ($(git -C "$2" rev-parse --short HEAD)$( [ -n "$(git -C "$2" status --porcelain -- Sources)" ] && echo ', with changes'))" >&2
