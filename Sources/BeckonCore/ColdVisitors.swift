@@ -435,7 +435,8 @@ struct ColdSummary {
 }
 
 /// A UUID in canonical text form (`8-4-4-4-12` hex digits, the letters all lower case or
-/// all upper case) as its 16 bytes, and back (`beckon_uuid_pack`, in C: a table per byte).
+/// all upper case) as its 16 bytes, and back (`beckon_uuid_pack`, in C: SSE2 steps of 16
+/// digits, or a table lookup per digit without SSE2).
 /// Trackers mostly name visitors and events by UUIDs; a visitor in compact form keeps two
 /// of them (its id and the event id of the page view it is on), 17 bytes each this way
 /// instead of 37.
