@@ -72,9 +72,9 @@ final class VisitorTable: @unchecked Sendable {
         hotCapacity = max(capacity, 1)
         hot = Self.allocateHot(hotCapacity)
         entryCapacity = hotCapacity
-        entries = .allocate(capacity: entryCapacity)
+        entries = Self.allocateWords(entryCapacity)
         let bucketCount = max(16, 1 << (Int.bitWidth - (hotCapacity * 2 - 1).leadingZeroBitCount))
-        buckets = .allocate(capacity: bucketCount)
+        buckets = Self.allocateWords(bucketCount)
         buckets.initialize(repeating: 0, count: bucketCount)
         bucketMask = bucketCount - 1
         self.seed = seed
@@ -93,7 +93,7 @@ final class VisitorTable: @unchecked Sendable {
         table.hot.initialize(from: hot, count: hotCount)
         table.hotCount = hotCount
         table.entries.deallocate()
-        table.entries = .allocate(capacity: entryCapacity)
+        table.entries = Self.allocateWords(entryCapacity)
         table.entryCapacity = entryCapacity
         table.entries.initialize(from: entries, count: slotCount)
         for i in 0..<slotCount where entries[i] & 3 == 1 {
@@ -105,7 +105,7 @@ final class VisitorTable: @unchecked Sendable {
         table.slotCount = slotCount
         table.freeSlots = freeSlots
         table.buckets.deallocate()
-        table.buckets = .allocate(capacity: bucketMask + 1)
+        table.buckets = Self.allocateWords(bucketMask + 1)
         table.buckets.initialize(from: buckets, count: bucketMask + 1)
         table.bucketMask = bucketMask
         table.count = count
@@ -190,7 +190,7 @@ final class VisitorTable: @unchecked Sendable {
             epoch = UInt32(truncatingIfNeeded: entries[Int(slot)] >> 2) & 0x7FFF_FFFF
         } else {
             if slotCount == entryCapacity {
-                let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: entryCapacity * 2)
+                let bigger = Self.allocateWords(entryCapacity * 2)
                 bigger.moveInitialize(from: entries, count: slotCount)
                 entries.deallocate()
                 entries = bigger
@@ -217,8 +217,18 @@ final class VisitorTable: @unchecked Sendable {
     /// Room for `capacity` states, on a cache line boundary: a state's stride is a whole
     /// number of lines (448 bytes, 7), so each state spans no more lines than it must.
     private static func allocateHot(_ capacity: Int) -> UnsafeMutablePointer<VisitorState> {
-        UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<VisitorState>.stride, alignment: 64)
-            .bindMemory(to: VisitorState.self, capacity: capacity)
+        let bytes = capacity * MemoryLayout<VisitorState>.stride
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        beckon_advise_huge_pages(buffer, bytes)
+        return buffer.bindMemory(to: VisitorState.self, capacity: capacity)
+    }
+
+    /// Room for `count` words of the slot entries or the index, backed by huge pages where
+    /// it spans them (both are read at random, one word per visitor looked up).
+    private static func allocateWords(_ count: Int) -> UnsafeMutablePointer<UInt64> {
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
+        beckon_advise_huge_pages(words, count * 8)
+        return words
     }
 
     private func resizeHot(to capacity: Int) {
@@ -243,7 +253,7 @@ final class VisitorTable: @unchecked Sendable {
 
     private func growIndex() {
         let old = buckets, oldCount = bucketMask + 1
-        buckets = .allocate(capacity: oldCount * 2)
+        buckets = Self.allocateWords(oldCount * 2)
         buckets.initialize(repeating: 0, count: oldCount * 2)
         bucketMask = oldCount * 2 - 1
         for i in 0..<oldCount where old[i] != 0 {

@@ -18,6 +18,8 @@
 // clicks, form errors, chat messages and a buyer who comes back 35 minutes later, events
 // the benchmark's mix has none of.
 //
+// STATS=1 prints the processor's counters after each run (to standard error).
+//
 // LONG_IDS=1 gives every event id and visitor id the shape trackers send: a 36-character
 // UUID (the simulator's are at most 15 bytes, which Swift keeps inside the `String` value,
 // so copying them costs no reference counting; a 36-byte one is a heap object, retained
@@ -109,6 +111,10 @@ for _ in 0..<runs {
     for event in events { decisions += processor.process(event, arrivedAt: broker).count }
     best = max(best, Double(events.count) / Date().timeIntervalSince(start))
     evictedDuringRun = processor.statistics.evictedVisitors
+    if ProcessInfo.processInfo.environment["STATS"] == "1" {
+        let s = processor.statistics
+        FileHandle.standardError.write(Data("events \(s.events), timers fired \(s.timersFired), compacted \(s.compacted), restored \(s.restored), held now \(processor.heldEvents), hot \(processor.visitorCount - processor.compactVisitorCount) of \(processor.visitorCount)\n".utf8))
+    }
     bytesPerVisitor = (residentBytes() - before) / max(processor.visitorCount, 1)
     heapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
     // Then five quiet minutes (less than the session gap): every visitor is idle.
