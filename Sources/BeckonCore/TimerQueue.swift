@@ -380,6 +380,12 @@ struct MovingSlab<Element> {
     @inline(__always) subscript(place: Int32) -> Element {
         @inline(__always) _read { yield storage.base[Int(place)] }
     }
+
+    /// A held element, to change in place (valid until the next insert or take).
+    @inline(__always) mutating func pointer(_ place: Int32) -> UnsafeMutablePointer<Element> {
+        makeUnique()
+        return storage.base + Int(place)
+    }
 }
 
 extension MovingSlab: @unchecked Sendable where Element: Sendable {}
