@@ -4,7 +4,9 @@ usage: quix_job.py BROKER TOPIC EVENTS [DECISIONS_FILE]
 Prints: events, seconds (start to the last event processed, group join included), decisions.
 """
 import json
+import shutil
 import sys
+import tempfile
 import time
 
 from quixstreams import Application
@@ -30,10 +32,16 @@ def apply(value, state):
     return None
 
 
-app = Application(broker_address=broker, consumer_group=f"quix-{time.time_ns()}", auto_offset_reset="earliest")
+# Its RocksDB state goes to a folder of its own, removed afterwards (by default Quix
+# writes ./state in the working directory, which is the repository).
+state_dir = tempfile.mkdtemp(prefix="beckon-quix-")
+app = Application(broker_address=broker, consumer_group=f"quix-{time.time_ns()}", auto_offset_reset="earliest", state_dir=state_dir)
 sdf = app.dataframe(app.topic(topic, value_deserializer="bytes", key_deserializer="str"))
 sdf = sdf.apply(apply, stateful=True)
-app.run(sdf, timeout=10)
+try:
+    app.run(sdf, timeout=10)
+finally:
+    shutil.rmtree(state_dir, ignore_errors=True)
 seconds = seen["last"] - started
 if out:
     with open(out, "w") as f:
