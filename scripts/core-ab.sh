@@ -7,6 +7,8 @@
 #     timing, counts the instructions per event in PartitionProcessor.process on each side
 #     under valgrind's callgrind (exact and repeatable, where times on a shared machine drift
 #     by 10-20%; but fewer instructions need not mean less time when memory is the bottleneck).
+#   PAIRS=1 scripts/core-ab.sh OLD [VISITORS] [PAIRS=6] [RUNS=3] [dwell|shipped]: old and new at the
+#     same time, one on each core (cores swapped every pair), and the median new/old.
 #   CACHESIM=1 scripts/core-ab.sh OLD [VISITORS=20000] [RUNS=1] [dwell|shipped]: counts, per event
 #     in PartitionProcessor.process, the instructions and the data reads and writes that miss
 #     a simulated 32 KB first-level and 2 MB last-level cache (callgrind's cache simulation,
@@ -83,6 +85,30 @@ if [ -n "${CACHESIM:-}" ]; then
             'BEGIN { printf "%s: per event %.0f instructions, %.2f first-level data misses, %.3f last-level data misses\n", s, i / e, d / e, l / e }'
     done
     echo "last-level data misses new/old $(awk -v a="${misses[new]}" -v b="${misses[old]}" 'BEGIN { printf "%.3f", a / b }')"
+    exit 0
+fi
+
+if [ -n "${PAIRS:-}" ]; then
+    # Side by side: old and new at the same time, one on each core, swapping cores every
+    # pair, so that what slows this shared machine down slows both (one after the other,
+    # the same binary against itself drifted by up to 20 %; side by side, 1-7 %).
+    command -v taskset >/dev/null || { echo "PAIRS=1 needs taskset (util-linux)" >&2; exit 1; }
+    PAIRS_N=${3:-6}
+    RUNS=${4:-3}
+    RULES=${5:-dwell}
+    echo "core, $VISITORS visitors, $RULES rules, $PAIRS_N pairs side by side, best of $RUNS runs each; old = $OLD, new = working tree"
+    ratios=()
+    for pair in $(seq "$PAIRS_N"); do
+        if [ $((pair % 2)) = 0 ]; then co=0; cn=1; else co=1; cn=0; fi
+        taskset -c "$co" "$WORK/old-build/release/core-ab" "$WORK/old" "$VISITORS" "$RUNS" "$RULES" > "$WORK/pair-old.out" &
+        taskset -c "$cn" "$WORK/new-build/release/core-ab" "$ROOT" "$VISITORS" "$RUNS" "$RULES" > "$WORK/pair-new.out"
+        wait
+        o=$(cut -d' ' -f1 "$WORK/pair-old.out"); n=$(cut -d' ' -f1 "$WORK/pair-new.out")
+        r=$(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.3f", a / b }')
+        ratios+=("$r")
+        echo "pair $pair  old $o  new $n  new/old $r"
+    done
+    printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { printf "median new/old %.3f (%d pairs)\n", NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2, NR }'
     exit 0
 fi
 
