@@ -358,19 +358,6 @@ final class VisitorTable: @unchecked Sendable {
     /// Starts loading the index bucket where a visitor with `tag` is looked for first.
     @inline(__always) func prefetchBucket(tag: UInt32) { beckon_prefetch(buckets + (Int(tag) & bucketMask), 8) }
 
-    /// Starts loading the slot entry of the visitor the index names for `tag`, if any.
-    @inline(__always) func prefetchEntry(tag: UInt32) {
-        let slot = candidate(tag: tag)
-        if slot >= 0 { prefetchEntry(slot) }
-    }
-
-    /// Starts loading the state (hot) or the compact form (cold) of the visitor the index
-    /// names for `tag`, if any (a hint; see `beckon_prefetch`).
-    @inline(__always) func prefetch(tag: UInt32) {
-        let slot = candidate(tag: tag)
-        if slot >= 0 { prefetch(slot) }
-    }
-
     /// Starts loading the state (hot) or the compact form (cold) of the visitor in `slot`
     /// (its entry must be in cache by now, or this waits for it).
     @inline(__always) func prefetch(_ slot: Int32) {
