@@ -24,6 +24,8 @@
 # a buyer who returns after 35 minutes (the benchmark's mix has none of these).
 # LONG_IDS=1 (any mode) makes every event id and visitor id a 36-character UUID, as
 # trackers send them (the simulator's fit inside a Swift string, so cost no reference counting).
+# COMPACT_AFTER_SECONDS=N (any mode) sets the engine's `compactAfter` (default 60; 0 freezes
+# no visitor): against the default, what the freezes cost in all.
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
