@@ -564,12 +564,14 @@ extension PromptMemory {
         w.number(dismissed.1, default: .min)
         w.number(dismissed.2, default: .min)
         w.unsigned(UInt64(lastByRule.count))
-        for entry in lastByRule {
+        for i in 0..<lastByRule.count {
+            let entry = lastByRule[i]
             w.fixed32(entry.rule)
             w.signed(entry.time &- base)
         }
         w.unsigned(UInt64(recent.count))
-        for entry in recent {
+        for i in 0..<recent.count {
+            let entry = recent[i]
             w.fixed32(entry.decision)
             w.byte(entry.action)
         }
@@ -582,7 +584,13 @@ extension PromptMemory {
         today = r.number()
         day = r.number(default: -1)
         dismissed = (r.number(default: .min), r.number(default: .min), r.number(default: .min))
-        lastByRule = (0..<Int(r.unsigned())).map { _ in (r.fixed32(), base &+ r.signed()) }
-        recent = (0..<Int(r.unsigned())).map { _ in (r.fixed32(), r.byte()) }
+        for _ in 0..<Int(r.unsigned()) {
+            let rule = r.fixed32()
+            lastByRule.append(rule: rule, time: base &+ r.signed())
+        }
+        for _ in 0..<Int(r.unsigned()) {
+            let decision = r.fixed32()
+            recent.append(decision: decision, action: r.byte())
+        }
     }
 }
