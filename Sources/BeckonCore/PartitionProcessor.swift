@@ -100,8 +100,11 @@ struct RecentEventIDs: Sendable, Equatable {
     /// How many hashes are set (a prefix), and those hashes.
     func encode(into w: inout ColdWriter) {
         let h = unsafeBitCast(hashes, to: SIMD8<UInt32>.self)
-        // Set hashes are never 0 (`short`): count them without a loop.
-        let count = Int(SIMD8<UInt32>(repeating: 1).replacing(with: 0, where: h .== 0).wrappedSum())
+        // Set hashes are never 0 (`short`): count them without a loop, from the comparison's
+        // lanes (-1 where a hash is 0). `replacing(with:where:)` compiled to a loop that
+        // stored a lane and read the vector back, eight times (a stalled store forwarding
+        // each): 1.3 % of the core's time at 1,000,000 visitors.
+        let count = 8 + Int(unsafeBitCast(h .== SIMD8<UInt32>(), to: SIMD8<Int32>.self).wrappedSum())
         w.byte(UInt8(count))
         withUnsafeBytes(of: hashes) { raw in
             if UInt32(1).littleEndian == 1 {
