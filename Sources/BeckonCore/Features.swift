@@ -231,21 +231,12 @@ struct VisitorFeatures: Sendable, Equatable {
     /// when it has one; `pathHash` is `hash32` of the event's page path, when it has one
     /// (page views and form errors read it). `properties` is nil for page events.
     mutating func apply(_ type: EventType, tick: Tick, properties: EventProperties?, pageClass: PageClass?, pathHash: UInt32?) {
+        if type.isPageEvent { return applyPage(type, tick: tick, pageClass: pageClass, pathHash: pathHash) }
         sessionStart = min(sessionStart, tick)
         sessionEvents &+= 1
         // Read through `?.`: defaulting to `EventProperties()` copied (and then destroyed)
         // the properties on every event, about 120 instructions, though page events have none.
         switch type {
-        case .pageView:
-            pageViews &+= 1
-            if let hash = pathHash {
-                recentPages.insert(tick, tag: hash)
-                if pageClass == .category { recentCategories.insert(tick, tag: hash) }
-            }
-            if let pageClass {
-                let i = pageClass.ordinal
-                classViews[i] = classViews[i] == .max ? .max : classViews[i] + 1
-            }
         case .scroll:
             recentPagesScroll(tick, depth: properties?.scrollDepth ?? 0)
         case .click:
@@ -295,6 +286,29 @@ struct VisitorFeatures: Sendable, Equatable {
         case .offerAccepted: offersAccepted &+= 1
         case .offerDismissed: offersDismissed &+= 1
         default: break
+        }
+    }
+
+    /// `apply` for a page event (a view, ping or hidden page), which has no properties.
+    /// Inline, and without the optional properties `apply` takes: passed through memory,
+    /// the caller's narrow stores of a nil `EventProperties?` were read back by the
+    /// callee's wide loads, which do not forward (more than half of `apply`'s time).
+    @inline(__always) mutating func applyPage(_ type: EventType, tick: Tick, pageClass: PageClass?, pathHash: UInt32?) {
+        sessionStart = min(sessionStart, tick)
+        sessionEvents &+= 1
+        guard type == .pageView else { return }
+        pageViews &+= 1
+        if let hash = pathHash {
+            recentPages.insert(tick, tag: hash)
+            if pageClass == .category { recentCategories.insert(tick, tag: hash) }
+        }
+        if let pageClass {
+            // The byte in place: a lane of the vector set by a variable index went through
+            // a copy on the stack, read back whole after the byte was stored (no forwarding).
+            withUnsafeMutableBytes(of: &classViews) { views in
+                let i = pageClass.ordinal
+                if views[i] != .max { views[i] += 1 }
+            }
         }
     }
 

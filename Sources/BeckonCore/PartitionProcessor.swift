@@ -703,7 +703,7 @@ public struct PartitionProcessor: Sendable {
                 }
             }
         }
-        visitor.features.apply(key.type, tick: Tick(key.time), properties: nil, pageClass: pageClass, pathHash: pathHash)
+        visitor.features.applyPage(key.type, tick: Tick(key.time), pageClass: pageClass, pathHash: pathHash)
         if counterSlots > 0 {
             count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
         }
