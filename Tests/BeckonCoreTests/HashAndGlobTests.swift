@@ -63,6 +63,37 @@ struct HashAndGlobTests {
         #expect(wordHash("v-1", seed: 1) != wordHash("v-1", seed: 2))
     }
 
+    /// The hash word by word, as specified: each whole eight bytes as a little-endian word,
+    /// then the rest (1 to 7 bytes) as one more, the length mixed in first. Computed here
+    /// from the bytes one at a time, for every length up to 40, small strings and large.
+    @Test func wordHashIsTheWordsOfTheBytes() {
+        func step(_ h: UInt64, _ w: UInt64) -> UInt64 {
+            let x = (h ^ w) &* 0xBF58_476D_1CE4_E5B9
+            return x ^ (x >> 31)
+        }
+        func reference(_ bytes: [UInt8], seed: UInt64) -> UInt64 {
+            var h = seed ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+            var i = 0
+            while i < bytes.count {
+                var w: UInt64 = 0
+                for k in 0..<min(8, bytes.count - i) { w |= UInt64(bytes[i + k]) << UInt64(8 * k) }
+                h = step(h, w)
+                i += 8
+            }
+            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+            return (h ^ (h >> 31)) | 1
+        }
+        let text = Array("e-v-100123-7/checkout/payment?step=2 — done".utf8)
+        for length in 0...40 {
+            // (A cut through the dash's three bytes decodes to U+FFFD: hash the string's own bytes.)
+            let string = String(decoding: text.prefix(length), as: UTF8.self)
+            for seed: UInt64 in [0x243F_6A88_85A3_08D3, 1, 0xFFFF_FFFF_FFFF_FFFF] {
+                #expect(wordHash(string, seed: seed) == reference(Array(string.utf8), seed: seed), "length \(length)")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("/checkout/*", "/checkout/payment", true),
         ("/checkout/*", "/checkout/a/b", false),
