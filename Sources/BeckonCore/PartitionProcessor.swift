@@ -394,6 +394,9 @@ public struct PartitionProcessor: Sendable {
     private var nextCompaction = EventTime(milliseconds: .min)
     /// Visitors frozen since free memory was last handed back to the system.
     private var frozenSinceRelease = 0
+    /// The next timer whose visitor `fireDueTimers` is loading into cache ahead of it (its
+    /// slot, -1 for none), and how far: 1 its slot entry, 2 its state too. Only a hint.
+    private var timerPrefetch: (slot: Int32, step: Int8) = (-1, 0)
     /// How many frozen visitors make it worth handing free memory back (see `compactIdleVisitors`).
     static let releaseMemoryAfterFrozen = 65_536
 
@@ -946,6 +949,18 @@ public struct PartitionProcessor: Sendable {
                     if let next = held.ahead(0) {
                         let hint = held.hint(next)
                         if hint >= 0 { visitors.prefetch(hint) }
+                    }
+                    // And the visitor of the next timer, in two steps (its slot entry, then
+                    // its state): a timer mostly comes due among held events, and the prefetch
+                    // in the timers' branch below only covers a timer that follows a timer.
+                    if let timer = timers.next {
+                        if timerPrefetch.slot != timer.slot {
+                            visitors.prefetchEntry(timer.slot)
+                            timerPrefetch = (timer.slot, 1)
+                        } else if timerPrefetch.step == 1 {
+                            visitors.prefetch(timer.slot)
+                            timerPrefetch.step = 2
+                        }
                     }
                 }
                 if h.event < 0 { releasePage(&h, wallNow: wallNow, into: &decisions) } else { release(&h, wallNow: wallNow, into: &decisions) }
