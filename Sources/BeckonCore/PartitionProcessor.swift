@@ -467,15 +467,71 @@ public struct PartitionProcessor: Sendable {
     /// - Parameter position: the event's place in its partition (the Kafka offset), for
     ///   `rebuildFrom`; -1 when there is none.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime, position: Int64 = -1) -> [Decision] {
+        // Decisions are appended to one array on the way, in the order they are made; each
+        // step returning its own (mostly empty) array cost a release per step.
+        var decisions: [Decision] = []
+        process(event, arrivedAt: wallNow, position: position, tag: visitors.tag(of: event.visitorID), hint: -1, into: &decisions)
+        return decisions
+    }
+
+    /// An event of a batch (`process(batch:)`): the event, when it arrived, and its place
+    /// in its partition (-1 when there is none).
+    public struct Arrival: Sendable {
+        public var event: Event
+        public var wallNow: EventTime
+        public var position: Int64
+
+        public init(_ event: Event, arrivedAt wallNow: EventTime, position: Int64 = -1) {
+            self.event = event
+            self.wallNow = wallNow
+            self.position = position
+        }
+    }
+
+    /// `process` for each event of one partition in turn, with their decisions in the same
+    /// order: the same outcome, faster where visitors are many. An event that is not a page
+    /// event is applied on arrival, and finding its visitor is three reads, each waiting for
+    /// the one before (index bucket, slot entry, state); `process` alone cannot start them
+    /// before the event is there. Knowing the events that come next, this starts each a step
+    /// ahead: the bucket three events before, the entry two, the state one (page events are
+    /// held, and loaded ahead as they are released: see `fireDueTimers`).
+    public mutating func process(batch: [Arrival]) -> [Decision] {
+        var decisions: [Decision] = []
+        // Per coming event, by its place modulo 4: its visitor's tag (0 when not worked out
+        // ahead) and the slot the index named for it (-1: none).
+        var tags = InlineArray<4, UInt32>(repeating: 0)
+        var hints = InlineArray<4, Int32>(repeating: -1)
+        let n = batch.count
+        for i in 0..<n {
+            if visitors.count > 16_384 {
+                if i + 3 < n, !batch[i + 3].event.type.isPageEvent {
+                    let tag = visitors.tag(of: batch[i + 3].event.visitorID)
+                    tags[(i + 3) & 3] = tag
+                    visitors.prefetchBucket(tag: tag)
+                }
+                if i + 2 < n, tags[(i + 2) & 3] != 0 {
+                    let slot = visitors.candidate(tag: tags[(i + 2) & 3])
+                    hints[(i + 2) & 3] = slot
+                    if slot >= 0 { visitors.prefetchEntry(slot) }
+                }
+                if i + 1 < n, hints[(i + 1) & 3] >= 0 { visitors.prefetch(hints[(i + 1) & 3]) }
+            }
+            let tag = tags[i & 3] != 0 ? tags[i & 3] : visitors.tag(of: batch[i].event.visitorID)
+            process(batch[i].event, arrivedAt: batch[i].wallNow, position: batch[i].position, tag: tag, hint: hints[i & 3], into: &decisions)
+            tags[i & 3] = 0
+            hints[i & 3] = -1
+        }
+        return decisions
+    }
+
+    /// `process`, with the visitor's `tag` and the slot it is expected in (`hint`, checked;
+    /// -1 for none).
+    private mutating func process(_ event: Event, arrivedAt wallNow: EventTime, position: Int64, tag: UInt32, hint: Int32, into decisions: inout [Decision]) {
         if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         compactIdleVisitors()
         statistics.events += 1
         let idHash = RecentEventIDs.hash(event.id)
-        let tag = visitors.tag(of: event.visitorID)
         let late = watermark.isLate(event.time)
-        // Decisions are appended to one array on the way, in the order they are made; each
-        // step returning its own (mostly empty) array cost a release per step.
-        var decisions: [Decision] = []
         if !late && event.type.isPageEvent {
             // Held for order without reading the visitor's state: the release reads it once
             // (duplicate check, channel, page track), not here and again there.
@@ -483,25 +539,24 @@ public struct PartitionProcessor: Sendable {
             fireDueTimers(wallNow: wallNow, into: &decisions)
             hold(page: event, idHash: idHash, tag: tag, position: position)
             fireDueTimers(wallNow: wallNow, into: &decisions)
-            return decisions
+            return
         }
         // What the new watermark releases comes first: an exit intent at 60 s then sees the
         // page view of 10 s that was held for ordering. The visitor is looked up after that,
         // so a session end in between cannot take the state from under this event.
         watermark.observe(event.time, arrivedAt: wallNow)
         fireDueTimers(wallNow: wallNow, into: &decisions)
-        let slot = visitors.slot(of: event.visitorID, tag: tag) ?? admit(event.visitorID, tag: tag, at: event.time, eventID: event.id, position: position)
+        let slot = visitors.slot(of: event.visitorID, tag: tag, hint: hint) ?? admit(event.visitorID, tag: tag, at: event.time, eventID: event.id, position: position)
         let visitorPointer = state(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
-            return decisions
+            return
         }
         visitorPointer.pointee.recentEventIDs.insert(idHash)
         let before = decisions.count
         process(event, idHash: idHash, late: late, position: position, tag: tag, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow, into: &decisions)
         statistics.decisions += decisions.count - before
         fireDueTimers(wallNow: wallNow, into: &decisions)
-        return decisions
     }
 
     /// Holds a page event (not late) until the watermark passes it.

@@ -357,4 +357,49 @@ struct ProcessorPropertyTests {
             #expect(Set(first.map(\.id)).count == first.count)
         }
     }
+
+    /// A batch is the same as its events one by one: the same decisions in the same order,
+    /// suppressions, counts and features, whatever the batch sizes. With more visitors than
+    /// `process(batch:)` starts loading ahead for (16,384), and the simulator's journeys
+    /// that send events other than page events (cart, checkout, clicks, chat, exit intent),
+    /// so its loads ahead and the slots they guess are used.
+    @Test func aBatchDecidesAsItsEventsOneByOne() throws {
+        let (rules, policy, model) = try shippedBundle()
+        var sim = Simulator.Configuration()
+        sim.visitors = 20_000
+        sim.seed = 11
+        sim.badShare = 0
+        sim.scenarios = true
+        let decoder = EventDecoder()
+        let events = Simulator(sim).messages().compactMap { m -> Event? in
+            try? decoder.decode(m.value, key: m.key, brokerTime: EventTime(milliseconds: m.timestamp)).get()
+        }
+        #expect(events.count > 170_000)
+        let wall = t0 + .minutes(6000)
+        var single = PartitionProcessor(rules: rules, model: model, policy: policy)
+        var batched = PartitionProcessor(rules: rules, model: model, policy: policy)
+        var one: [Decision] = [], many: [Decision] = []
+        var peak = 0
+        for (i, e) in events.enumerated() {
+            one += single.process(e, arrivedAt: wall, position: Int64(i))
+            peak = max(peak, single.visitorCount)
+        }
+        // Batches of 1, 2, 3, ... 499 events, then again from 1.
+        var start = 0, size = 1
+        while start < events.count {
+            let end = min(start + size, events.count)
+            many += batched.process(batch: (start..<end).map { PartitionProcessor.Arrival(events[$0], arrivedAt: wall, position: Int64($0)) })
+            start = end
+            size = size % 499 + 1
+        }
+        #expect(peak > 16_384)
+        #expect(!one.isEmpty)
+        #expect(one == many)
+        #expect(single.statistics == batched.statistics)
+        #expect(single.takeSuppressions() == batched.takeSuppressions())
+        for e in events.prefix(2_000) {
+            #expect(single.features(of: e.visitorID) == batched.features(of: e.visitorID))
+        }
+        #expect(single.advanceIdle(wallNow: wall + .minutes(60)) == batched.advanceIdle(wallNow: wall + .minutes(60)))
+    }
 }
