@@ -146,6 +146,9 @@ public final class Pipeline: @unchecked Sendable {
     private let now: @Sendable () -> EventTime
     private let decoder = EventDecoder()
     private var lanes: [Int32: PartitionLane] = [:]
+    /// The events `collectBatch` took, per partition in order, until `processArrivals` runs
+    /// them through their processors.
+    private var arrivals: [Int32: [PartitionProcessor.Arrival]] = [:]
     private var pending = PendingOutputs()
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
@@ -334,6 +337,33 @@ public final class Pipeline: @unchecked Sendable {
                 logger.warning("consumer error (librdkafka retries on its own)", metadata: ["beckon.error": "\(error)"])
             }
         }
+        processArrivals()
+    }
+
+    /// Runs the events taken since the last call through their partitions' processors, one
+    /// batch per partition (`PartitionProcessor.process(batch:)`, which loads the visitors
+    /// of the events to come ahead), and queues what they decide. Before anything is
+    /// flushed: the batch's offsets are already among the pending ones.
+    private func processArrivals() {
+        for partition in arrivals.keys.sorted() {
+            guard let batch = arrivals[partition], !batch.isEmpty, var lane = lanes.removeValue(forKey: partition) else { continue }
+            let before = lane.processor.statistics
+            let decisions = lane.processor.process(batch: batch)
+            let suppressions = lane.processor.takeSuppressions()
+            let after = lane.processor.statistics
+            lanes[partition] = lane
+            append(decisions, partition: partition)
+            append(suppressions, partition: partition)
+            if after.lateEvents > before.lateEvents || after.duplicateEvents > before.duplicateEvents {
+                summaryBox.withLock {
+                    $0.lateEvents += after.lateEvents - before.lateEvents
+                    $0.duplicateEvents += after.duplicateEvents - before.duplicateEvents
+                }
+                metrics.lateEvents.increment(by: after.lateEvents - before.lateEvents)
+                metrics.duplicateEvents.increment(by: after.duplicateEvents - before.duplicateEvents)
+            }
+        }
+        arrivals.removeAll(keepingCapacity: true)
     }
 
     private func handle(_ message: KafkaMessage, wallNow: EventTime) {
@@ -365,18 +395,8 @@ public final class Pipeline: @unchecked Sendable {
         metrics.events.increment()
         switch result {
         case .success(let event):
-            let before = lane.processor.statistics
-            append(lane.processor.process(event, arrivedAt: wallNow, position: message.offset), partition: message.partition)
-            append(lane.processor.takeSuppressions(), partition: message.partition)
-            let after = lane.processor.statistics
-            if after.lateEvents > before.lateEvents || after.duplicateEvents > before.duplicateEvents {
-                summaryBox.withLock {
-                    $0.lateEvents += after.lateEvents - before.lateEvents
-                    $0.duplicateEvents += after.duplicateEvents - before.duplicateEvents
-                }
-                metrics.lateEvents.increment(by: after.lateEvents - before.lateEvents)
-                metrics.duplicateEvents.increment(by: after.duplicateEvents - before.duplicateEvents)
-            }
+            // Processed with the rest of its partition's batch (`processArrivals`).
+            arrivals[message.partition, default: []].append(PartitionProcessor.Arrival(event, arrivedAt: wallNow, position: message.offset))
         case .failure(let failure):
             let letter = DeadLetter(
                 topic: message.topic, partition: message.partition, offset: message.offset, kafkaTimestamp: message.timestamp,
@@ -622,6 +642,8 @@ public final class Pipeline: @unchecked Sendable {
             if !blocked.isEmpty { try? consumer?.pause(blocked) }
             logger.info("partitions assigned", metadata: ["beckon.partitions": "\(partitions.map(\.partition).sorted())"])
         case .revoked(let partitions, let lost):
+            // The events taken for them in this batch first: their offsets are pending.
+            processArrivals()
             if lost {
                 // Someone else owns them now: drop what we have not made durable for them.
                 pending.drop(partitions)
