@@ -26,6 +26,9 @@
 # trackers send them (the simulator's fit inside a Swift string, so cost no reference counting).
 # COMPACT_AFTER_SECONDS=N (any mode) sets the engine's `compactAfter` (default 60; 0 freezes
 # no visitor): against the default, what the freezes cost in all.
+# BATCH=N (the timed modes: callgrind counts inside `process` only) feeds the events in
+# batches of N through `process(batch:)`, as the pipeline does, on a side whose core has it
+# (the other side takes them one by one).
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +57,10 @@ build() {  # build SIDE ROOT: the harness against that checkout, in its own scra
     if [ "$(cat "$WORK/$1-build.files" 2>/dev/null)" != "$files" ]; then rm -rf "$WORK/$1-build"; fi
     echo "$files" > "$WORK/$1-build.files"
     echo "building the $1 side ($(git -C "$2" rev-parse --short HEAD)$( [ -n "$(git -C "$2" status --porcelain -- Sources)" ] && echo ', with changes'))" >&2
-    BECKON_ROOT="$2" swift build -c release --package-path "$ROOT/scripts/core-ab" --scratch-path "$WORK/$1-build" 2>&1 \
+    # A side whose core has `process(batch:)` builds the harness's BATCH=N option.
+    local flags=()
+    if grep -q "public mutating func process(batch:" "$2/Sources/BeckonCore/PartitionProcessor.swift"; then flags=(-Xswiftc -DBECKON_BATCH); fi
+    BECKON_ROOT="$2" swift build -c release "${flags[@]}" --package-path "$ROOT/scripts/core-ab" --scratch-path "$WORK/$1-build" 2>&1 \
         | grep -E "error:" >&2 || true
     [ -x "$WORK/$1-build/release/core-ab" ] || { echo "the $1 side did not build" >&2; exit 1; }
 }

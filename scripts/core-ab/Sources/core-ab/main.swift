@@ -20,6 +20,9 @@
 //
 // STATS=1 prints the processor's counters after each run (to standard error).
 //
+// BATCH=N (where the core has it) feeds the events through `process(batch:)` in batches of
+// N, as the pipeline does, instead of one `process` call each.
+//
 // COMPACT_AFTER_SECONDS=N sets `EngineConfiguration.compactAfter` (default 60 s; 0: never
 // compact). With 0 no visitor is frozen, so the difference from the default is what the
 // freezes cost in all (encoding, allocation, the moves in the hot buffer): an upper bound
@@ -97,6 +100,15 @@ let events = messages.compactMap { message -> Event? in
     return event
 }
 let broker = EventTime(milliseconds: messages.last!.timestamp)
+#if BECKON_BATCH
+// BATCH=N: the events in batches of N through `process(batch:)`, as the pipeline does (its
+// batches are up to `run.batch_size`, 5,000 by default). `scripts/core-ab.sh` defines
+// BECKON_BATCH for a side whose core has `process(batch:)`.
+let batchSize = ProcessInfo.processInfo.environment["BATCH"].flatMap { Int($0) } ?? 0
+let batches: [[PartitionProcessor.Arrival]] = batchSize > 0
+    ? stride(from: 0, to: events.count, by: batchSize).map { start in events[start..<min(start + batchSize, events.count)].map { PartitionProcessor.Arrival($0, arrivedAt: broker) } }
+    : []
+#endif
 
 var best = 0.0
 var bytesPerVisitor = 0
@@ -115,7 +127,15 @@ for _ in 0..<runs {
     if let s = ProcessInfo.processInfo.environment["COMPACT_AFTER_SECONDS"].flatMap({ Int64($0) }) { engine.compactAfter = s > 0 ? .seconds(s) : nil }
     var processor = PartitionProcessor(rules: rules, model: model, policy: policy, configuration: engine)
     let start = Date()
+    #if BECKON_BATCH
+    if batches.isEmpty {
+        for event in events { decisions += processor.process(event, arrivedAt: broker).count }
+    } else {
+        for batch in batches { decisions += processor.process(batch: batch).count }
+    }
+    #else
     for event in events { decisions += processor.process(event, arrivedAt: broker).count }
+    #endif
     best = max(best, Double(events.count) / Date().timeIntervalSince(start))
     evictedDuringRun = processor.statistics.evictedVisitors
     if ProcessInfo.processInfo.environment["STATS"] == "1" {
