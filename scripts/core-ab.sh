@@ -60,6 +60,8 @@ build() {  # build SIDE ROOT: the harness against that checkout, in its own scra
     # A side whose core has `process(batch:)` builds the harness's BATCH=N option.
     local flags=()
     if grep -q "public mutating func process(batch:" "$2/Sources/BeckonCore/PartitionProcessor.swift"; then flags=(-Xswiftc -DBECKON_BATCH); fi
+    # One whose hot states are a mapping of their own counts them in its heap figures.
+    if grep -q "hotVisitorBufferBytes" "$2/Sources/BeckonCore/PartitionProcessor.swift"; then flags+=(-Xswiftc -DBECKON_REGION); fi
     BECKON_ROOT="$2" swift build -c release "${flags[@]}" --package-path "$ROOT/scripts/core-ab" --scratch-path "$WORK/$1-build" 2>&1 \
         | grep -E "error:" >&2 || true
     [ -x "$WORK/$1-build/release/core-ab" ] || { echo "the $1 side did not build" >&2; exit 1; }

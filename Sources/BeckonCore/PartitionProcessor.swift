@@ -389,6 +389,9 @@ public struct PartitionProcessor: Sendable {
     /// Visitors in memory in compact form (idle for `compactAfter`), and their bytes.
     public var compactVisitorCount: Int { visitors.coldCount }
     public var compactVisitorBytes: Int { visitors.coldBytes }
+    /// The bytes reserved for visitors in full form: a mapping of its own, outside the
+    /// allocator's heap (see `beckon_region_allocate`), and touched only as far as used.
+    public var hotVisitorBufferBytes: Int { visitors.hotBufferBytes }
 
     /// The next watermark at which idle visitors are compacted.
     private var nextCompaction = EventTime(milliseconds: .min)

@@ -84,7 +84,7 @@ final class VisitorTable: @unchecked Sendable {
 
     deinit {
         hot.deinitialize(count: hotCount)
-        hot.deallocate()
+        beckon_region_free(hot, Self.hotBytes(hotCapacity))
         for i in 0..<slotCount where entries[i] & 3 == 1 { free(Self.blob(entries[i])) }
         entries.deallocate()
         buckets.deallocate()
@@ -217,13 +217,15 @@ final class VisitorTable: @unchecked Sendable {
     }
 
     /// Room for `capacity` states, on a cache line boundary: a state's stride is a whole
-    /// number of lines (448 bytes, 7), so each state spans no more lines than it must.
+    /// number of lines (448 bytes, 7), so each state spans no more lines than it must. A
+    /// region of its own, which grows without copying (see `beckon_region_resize`).
     private static func allocateHot(_ capacity: Int) -> UnsafeMutablePointer<VisitorState> {
-        let bytes = capacity * MemoryLayout<VisitorState>.stride
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        beckon_advise_huge_pages(buffer, bytes)
+        guard let buffer = beckon_region_allocate(hotBytes(capacity)) else { fatalError("out of memory for \(capacity) visitor states") }
         return buffer.bindMemory(to: VisitorState.self, capacity: capacity)
     }
+
+    private static func hotBytes(_ capacity: Int) -> Int { capacity * MemoryLayout<VisitorState>.stride }
+    var hotBufferBytes: Int { Self.hotBytes(hotCapacity) }
 
     /// Room for `count` words of the slot entries or the index, backed by huge pages where
     /// it spans them (both are read at random, one word per visitor looked up).
@@ -233,11 +235,14 @@ final class VisitorTable: @unchecked Sendable {
         return words
     }
 
+    /// The states move with their pages (a bitwise move, which Swift values allow: the
+    /// old place is not deinitialised). Only the first `hotCount` are states.
     private func resizeHot(to capacity: Int) {
-        let buffer = Self.allocateHot(capacity)
-        buffer.moveInitialize(from: hot, count: hotCount)
-        hot.deallocate()
-        hot = buffer
+        precondition(capacity >= hotCount)
+        guard let buffer = beckon_region_resize(hot, Self.hotBytes(hotCapacity), Self.hotBytes(capacity)) else {
+            fatalError("out of memory for \(capacity) visitor states")
+        }
+        hot = buffer.bindMemory(to: VisitorState.self, capacity: capacity)
         hotCapacity = capacity
     }
 

@@ -71,6 +71,34 @@ struct VisitorTableTests {
             #expect(Int(bitPattern: table.pointer(slot)) % 64 == 0)
         }
     }
+
+    /// The hot buffer grows past its minimum (its pages moved, not its states copied) and
+    /// shrinks back once most visitors are frozen: every state is still there, whole, hot or
+    /// cold, and a visitor inserted after the shrink lands in the smaller buffer.
+    @Test func theHotBufferKeepsItsStatesThroughGrowthAndShrinking() {
+        let table = VisitorTable(seed: 3)
+        let n = VisitorTable.minimumHotCapacity * 5
+        var slots: [Int32] = []
+        for i in 0..<n {
+            var state = Self.state("v-\(i)")
+            state.lastEventTime = EventTime(milliseconds: Int64(i))
+            state.features.pageViews = UInt16(i % 60_000)
+            slots.append(table.insert(state, tag: table.tag(of: "v-\(i)")))
+        }
+        let grown = table.hotBufferBytes
+        #expect(grown >= n * MemoryLayout<VisitorState>.stride)
+        // All but the last 100 go cold: a quarter of the buffer is far more than that.
+        #expect(table.freezeIdle(lastEventAtOrBefore: EventTime(milliseconds: Int64(n - 101))) == n - 100)
+        #expect(table.hotBufferBytes < grown / 4)
+        #expect(table.hotCount == 100 && table.coldCount == n - 100)
+        let late = table.insert(Self.state("late"), tag: table.tag(of: "late"))
+        for (i, slot) in slots.enumerated() {
+            #expect(table.isCold(slot) == (i < n - 100))
+            let state = table.read(slot).state
+            #expect(state.visitorID == "v-\(i)" && state.features.pageViews == i % 60_000 && state.handle == slot)
+        }
+        #expect(table.read(late).state.visitorID == "late" && !table.isCold(late))
+    }
 }
 
 @Suite("Heap")

@@ -41,6 +41,23 @@ import Foundation
 
 @_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
 
+/// Minor page faults of this process so far (each a page the kernel zeroed or mapped).
+func minorFaults() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_minflt
+}
+
+/// The allocator's bytes in use, and the processor's hot states where they are a mapping
+/// of their own (not in the allocator's heap).
+func heapInUse(_ processor: PartitionProcessor) -> Int {
+    #if BECKON_REGION
+    return Int(heap_in_use()) + processor.hotVisitorBufferBytes
+    #else
+    return Int(heap_in_use())
+    #endif
+}
+
 func residentBytes() -> Int {
     guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
           let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
@@ -126,27 +143,31 @@ for _ in 0..<runs {
     var engine = EngineConfiguration()
     if let s = ProcessInfo.processInfo.environment["COMPACT_AFTER_SECONDS"].flatMap({ Int64($0) }) { engine.compactAfter = s > 0 ? .seconds(s) : nil }
     var processor = PartitionProcessor(rules: rules, model: model, policy: policy, configuration: engine)
+    let faultsBefore = minorFaults()
+    let peakProbe = ProcessInfo.processInfo.environment["PEAK"] == "1"
+    var peakHot = 0
     let start = Date()
     #if BECKON_BATCH
     if batches.isEmpty {
         for event in events { decisions += processor.process(event, arrivedAt: broker).count }
     } else {
-        for batch in batches { decisions += processor.process(batch: batch).count }
+        for batch in batches { decisions += processor.process(batch: batch).count; if peakProbe { peakHot = max(peakHot, processor.visitorCount - processor.compactVisitorCount) } }
     }
     #else
     for event in events { decisions += processor.process(event, arrivedAt: broker).count }
     #endif
     best = max(best, Double(events.count) / Date().timeIntervalSince(start))
+    let faultsDuring = minorFaults() - faultsBefore
     evictedDuringRun = processor.statistics.evictedVisitors
     if ProcessInfo.processInfo.environment["STATS"] == "1" {
         let s = processor.statistics
-        FileHandle.standardError.write(Data("events \(s.events), timers fired \(s.timersFired), compacted \(s.compacted), restored \(s.restored), held now \(processor.heldEvents), hot \(processor.visitorCount - processor.compactVisitorCount) of \(processor.visitorCount)\n".utf8))
+        FileHandle.standardError.write(Data("events \(s.events), timers fired \(s.timersFired), compacted \(s.compacted), restored \(s.restored), held now \(processor.heldEvents), hot \(processor.visitorCount - processor.compactVisitorCount) of \(processor.visitorCount), \(faultsDuring) page faults during the run, peak hot \(peakHot)\n".utf8))
     }
     bytesPerVisitor = (residentBytes() - before) / max(processor.visitorCount, 1)
-    heapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
+    heapPerVisitor = (heapInUse(processor) - heapBefore) / max(processor.visitorCount, 1)
     // Then five quiet minutes (less than the session gap): every visitor is idle.
     _ = processor.advanceIdle(wallNow: events.map(\.time).max()! + .minutes(5))
-    idleHeapPerVisitor = (Int(heap_in_use()) - heapBefore) / max(processor.visitorCount, 1)
+    idleHeapPerVisitor = (heapInUse(processor) - heapBefore) / max(processor.visitorCount, 1)
     idleVisitors = processor.visitorCount
     let restoredBefore = processor.statistics.restored
     let evictStart = Date()
