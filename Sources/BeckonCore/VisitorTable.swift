@@ -9,7 +9,8 @@ import Darwin
 /// events name it), and its state is in one of two places:
 ///
 /// - **hot**: inline in a dense buffer, mutated in place through a pointer (no copy of
-///   the ~460-byte state per event). Visitors that are active now.
+///   the 448-byte state per event). Visitors that are active now. The buffer is a mapping
+///   of its own, which grows and shrinks by moving pages, not by copying states.
 /// - **cold**: an idle visitor's compact encoding (`ColdWriter`, about a fifth of the
 ///   size) in an allocation of its own. `freezeIdle` moves visitors there; the processor
 ///   thaws one (`thaw`) when an event or timer needs its state.
