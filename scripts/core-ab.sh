@@ -29,6 +29,8 @@
 # BATCH=N (the timed modes: callgrind counts inside `process` only) feeds the events in
 # batches of N through `process(batch:)`, as the pipeline does, on a side whose core has it
 # (the other side takes them one by one).
+# STATS=1 (the timed modes) prints the processor's counts after each run, with the page faults
+# during the run; PEAK=1 adds the peak of hot visitors (sampled after each batch: BATCH=N).
 # Each side is built from its own checkout and reads its own Rules/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
