@@ -1,4 +1,5 @@
 @testable import BeckonCore
+import CBeckonSIMD
 import PropertyBased
 import Testing
 
@@ -98,6 +99,34 @@ struct VisitorTableTests {
             #expect(state.visitorID == "v-\(i)" && state.features.pageViews == i % 60_000 && state.handle == slot)
         }
         #expect(table.read(late).state.visitorID == "late" && !table.isCold(late))
+    }
+
+    /// The hot buffer's region, grown by doubling from 448 KB to 56 MB, shrunk, and grown
+    /// again: it keeps every byte written, and from 2 MB on starts on a 2 MB boundary
+    /// (huge pages back only whole aligned 2 MB ranges).
+    @Test func theHotRegionKeepsItsBytesAndItsAlignment() {
+        let start = VisitorTable.minimumHotCapacity * MemoryLayout<VisitorState>.stride
+        var bytes = start
+        var region = beckon_region_allocate(bytes)!
+        func fill(_ range: Range<Int>) {
+            let p = region.assumingMemoryBound(to: UInt8.self)
+            for i in stride(from: (range.lowerBound + 60) / 61 * 61, to: range.upperBound, by: 61) { p[i] = UInt8(truncatingIfNeeded: i &* 7) }
+        }
+        func intact(_ count: Int) -> Bool {
+            let p = region.assumingMemoryBound(to: UInt8.self)
+            return stride(from: 0, to: count, by: 61).allSatisfy { p[$0] == UInt8(truncatingIfNeeded: $0 &* 7) }
+        }
+        fill(0..<bytes)
+        for size in [2, 4, 8, 16, 32, 64, 128, 2, 8, 128] {
+            let next = start * size
+            region = beckon_region_resize(region, bytes, next)!
+            #expect(intact(min(bytes, next)), "\(bytes) -> \(next) bytes")
+            if next >= 2 << 20 { #expect(UInt(bitPattern: region) % (2 << 20) == 0, "\(next) bytes") }
+            if next > bytes { fill(bytes..<next) }
+            bytes = next
+        }
+        #expect(intact(bytes))
+        beckon_region_free(region, bytes)
     }
 }
 
