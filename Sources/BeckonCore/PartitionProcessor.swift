@@ -506,6 +506,10 @@ public struct PartitionProcessor: Sendable {
         var hints = InlineArray<4, Int32>(repeating: -1)
         let n = batch.count
         for i in 0..<n {
+            // The arrival itself, eight ahead: a batch is 5,000 × 168 bytes, and the read of
+            // `batch[i + 3].event.type` below waited on memory for 61 % of this loop's own
+            // time at 100,000 visitors (perf annotate).
+            if i + 8 < n { batch.withUnsafeBufferPointer { beckon_prefetch($0.baseAddress! + i + 8, MemoryLayout<Arrival>.stride) } }
             if visitors.count > 16_384 {
                 if i + 3 < n, !batch[i + 3].event.type.isPageEvent {
                     let tag = visitors.tag(of: batch[i + 3].event.visitorID)
