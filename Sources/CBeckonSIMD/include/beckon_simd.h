@@ -90,6 +90,28 @@ static inline void beckon_advise_region(void *p, size_t bytes) {
 #endif
 }
 
+#if defined(__linux__)
+static const size_t beckon_huge_page = (size_t)2 << 20;
+
+/// The bytes a region asked for `bytes` spans: whole pages, and whole 2 MB pages from 2 MB on.
+static inline size_t beckon_region_span(size_t bytes) {
+    size_t unit = bytes >= beckon_huge_page ? beckon_huge_page : 4096;
+    return (bytes + unit - 1) & ~(unit - 1);
+}
+
+/// `span` bytes of address space on a 2 MB boundary (inaccessible until `mremap` moves a
+/// region there or `mprotect` opens it); NULL when there is none.
+static inline void *beckon_reserve_aligned(size_t span) {
+    char *p = mmap(NULL, span + beckon_huge_page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    char *start = (char *)(((uintptr_t)p + beckon_huge_page - 1) & ~(uintptr_t)(beckon_huge_page - 1));
+    if (start > p) (void)munmap(p, (size_t)(start - p));
+    char *end = start + span, *mapped_end = p + span + beckon_huge_page;
+    if (mapped_end > end) (void)munmap(end, (size_t)(mapped_end - end));
+    return start;
+}
+#endif
+
 /// A buffer of its own pages, for the hot visitor states, which grow by doubling to
 /// hundreds of megabytes: on Linux a mapping of its own, which `beckon_region_resize`
 /// grows or shrinks by moving page tables (`mremap`), so that growing copies nothing and
@@ -105,28 +127,6 @@ static inline void beckon_advise_region(void *p, size_t bytes) {
 /// region grew and shrank with the freezes onto mostly 4 KB pages (6 of 14 MB huge, seen
 /// in /proc/PID/smaps at 100,000 visitors), so that most visitor states looked up at
 /// random missed the TLB as well as the cache.
-#if defined(__linux__)
-static const size_t beckon_huge_page = (size_t)2 << 20;
-
-/// The bytes a region asked for `bytes` spans: whole pages, and whole 2 MB pages from 2 MB on.
-static inline size_t beckon_region_span(size_t bytes) {
-    size_t unit = bytes >= beckon_huge_page ? beckon_huge_page : 4096;
-    return (bytes + unit - 1) & ~(unit - 1);
-}
-
-/// `span` bytes of address space on a 2 MB boundary (inaccessible until `mremap` moves a
-/// region there or `mprotect` opens it); NULL when there is none.
-static inline void *beckon_reserve_aligned(size_t span) {
-    char *p = mmap(NULL, span + beckon_huge_page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    char *start = (char *)(((uintptr_t)p + beckon_huge_page - 1) & ~(uintptr_t)(beckon_huge_page - 1));
-    if (start > p) (void)munmap(p, (size_t)(start - p));
-    char *end = start + span, *mapped_end = p + span + beckon_huge_page;
-    if (mapped_end > end) (void)munmap(end, (size_t)(mapped_end - end));
-    return start;
-}
-#endif
-
 static inline void *beckon_region_allocate(size_t bytes) {
 #if defined(__linux__)
     size_t span = beckon_region_span(bytes);
