@@ -533,8 +533,7 @@ public struct PartitionProcessor: Sendable {
                     if i + 1 < n, hints[(i + 1) & 3] >= 0 { visitors.prefetch(hints[(i + 1) & 3]) }
                 }
                 let tag = tags[i & 3] != 0 ? tags[i & 3] : visitors.tag(of: base[i].event.visitorID)
-                let event = UnsafeRawPointer(base + i).advanced(by: MemoryLayout<Arrival>.offset(of: \.event)!).assumingMemoryBound(to: Event.self)
-                process(event, arrivedAt: base[i].wallNow, position: base[i].position, tag: tag, hint: hints[i & 3], into: &decisions)
+                process((base + i).pointer(to: \.event)!, arrivedAt: base[i].wallNow, position: base[i].position, tag: tag, hint: hints[i & 3], into: &decisions)
                 tags[i & 3] = 0
                 hints[i & 3] = -1
             }
