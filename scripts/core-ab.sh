@@ -138,7 +138,7 @@ if [ -n "${CALLGRIND:-}" ]; then
         out=$(valgrind --tool=callgrind --callgrind-out-file="$WORK/$side.callgrind" "$WORK/$side-stripped" "$root" "$VISITORS" "$RUNS" "$RULES" 2>/dev/null)
         events=$(sed -E 's/.*\(([0-9]+) events.*/\1/' <<< "$out")
         total=$(callgrind_annotate --inclusive=yes "$WORK/$side.callgrind" 2>/dev/null \
-            | awk '/PartitionProcessorV7process_9arrivedAt8position/ && !n++ { gsub(",", "", $1); print $1 }')
+            | awk '/PartitionProcessorV7process(_9arrivedAt8position|5batchSay)/ && !n++ { gsub(",", "", $1); print $1 }')
         per_event[$side]=$((total / (events * RUNS)))
         echo "$side: ${per_event[$side]} instructions per event in PartitionProcessor.process ($events events x $RUNS; profile: $WORK/$side.callgrind)"
     done
