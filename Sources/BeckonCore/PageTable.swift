@@ -65,7 +65,9 @@ struct PageTable: Sendable {
 
     @inline(__always) private static func tag(_ path: String) -> UInt32 {
         let h = wordHash(path)
-        return UInt32(truncatingIfNeeded: h ^ (h >> 32)) | 1
+        // Kept from 0 by the top bit, not the low one, which picks the home bucket
+        // (see `VisitorTable.tag(of:)`).
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32)) | 1 << 31
     }
 
     /// The id of `path`, making an entry with `info(path)` (its info, and its results of
