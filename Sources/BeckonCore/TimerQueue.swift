@@ -262,26 +262,47 @@ extension Slab: Sendable where Element: Sendable {}
 
 /// The timers of a partition, popped in deterministic order.
 public struct TimerQueue: Sendable {
-    /// Mostly in order: a visitor's session-end timer is due a session gap after its
-    /// latest event, and those come in time order.
-    private var heap = RunQueue<VisitorTimer>()
+    /// Each kind in a run of its own, as each mostly comes in order: a visitor's session end
+    /// is due a session gap after its latest event, and a rule's wake-up a dwell after it.
+    /// In one run, every wake-up came before the session ends at the run's end and went to
+    /// the heap: at 100,000 visitors the heap's pops were 2 % of the core's time.
+    private var ends = RunQueue<VisitorTimer>()
+    private var wakes = RunQueue<VisitorTimer>()
+    /// The lesser of the two fronts. Kept, not worked out: asked for twice per event.
+    public private(set) var next: VisitorTimer?
 
     public init() {}
 
-    public var count: Int { heap.count }
-    public var next: VisitorTimer? { heap.first }
-    /// The timer `k` pops after the next one, as far as the run knows (for prefetching).
-    @inline(__always) func ahead(_ k: Int) -> VisitorTimer? { heap.ahead(k) }
+    public var count: Int { ends.count + wakes.count }
 
-    public mutating func schedule(_ timer: VisitorTimer) { heap.push(timer) }
+    @inline(__always) private var wakesLead: Bool {
+        guard let w = wakes.first else { return false }
+        guard let e = ends.first else { return true }
+        return VisitorTimer.precedes(w, e)
+    }
+
+    /// The timer `k` places after the front of the run that leads (for prefetching: a
+    /// guess at what comes `k` pops from now).
+    @inline(__always) func ahead(_ k: Int) -> VisitorTimer? { wakesLead ? wakes.ahead(k) : ends.ahead(k) }
+
+    public mutating func schedule(_ timer: VisitorTimer) {
+        if timer.kind == .wake { wakes.push(timer) } else { ends.push(timer) }
+        if let n = next, !VisitorTimer.precedes(timer, n) { return }
+        next = timer
+    }
 
     /// Gives back memory once most timers have fired (see `RunQueue.trim`).
-    mutating func trim() { heap.trim() }
+    mutating func trim() {
+        ends.trim()
+        wakes.trim()
+    }
 
     /// Removes and returns the earliest timer if it is due at `time` or before.
     public mutating func popDue(atOrBefore time: EventTime) -> VisitorTimer? {
-        guard let first = heap.first, first.due <= time else { return nil }
-        return heap.pop()
+        guard let first = next, first.due <= time else { return nil }
+        if wakesLead { _ = wakes.pop() } else { _ = ends.pop() }
+        next = wakesLead ? wakes.first : ends.first
+        return first
     }
 }
 

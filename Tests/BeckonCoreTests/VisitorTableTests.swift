@@ -194,6 +194,44 @@ struct HeapTests {
         }
     }
 
+    /// The timer queue (a run per kind), fed wake-ups a dwell ahead and session ends a
+    /// session gap ahead, some late, with ties in time, slot and kind: each pop is the least
+    /// pending timer by `precedes`, and `next` names it before.
+    @Test func timerQueuePopsInTimerOrderAcrossKinds() async {
+        await propertyCheck(count: 30, input: Gen.int(in: 0...1_000_000)) { seed in
+            var rng = SeededGenerator(seed: UInt64(seed))
+            var queue = TimerQueue()
+            var pending: [VisitorTimer] = []
+            var clock: Int64 = 0
+            func least() -> VisitorTimer { pending.min { VisitorTimer.precedes($0, $1) }! }
+            for step in 0..<6_000 {
+                let pushShare: UInt64 = step < 3_000 ? 70 : 40
+                if rng.next() % 100 < pushShare || pending.isEmpty {
+                    clock += Int64(rng.next() % 3)
+                    let wake = rng.next() % 2 == 0
+                    let ahead: Int64 = wake ? 45 + Int64(rng.next() % 3) * 15 : 1_800
+                    let late = rng.next() % 10 == 0 ? Int64(rng.next() % 60) : 0
+                    let timer = VisitorTimer(due: EventTime(milliseconds: max(0, clock + ahead - late)), slot: Int32(rng.next() % 8),
+                                             epoch: UInt32(rng.next() % 4), kind: wake ? .wake : .sessionEnd)
+                    queue.schedule(timer)
+                    pending.append(timer)
+                } else {
+                    let expected = least()
+                    #expect(queue.next == expected, "seed \(seed)")
+                    pending.remove(at: pending.firstIndex(of: expected)!)
+                    #expect(queue.popDue(atOrBefore: expected.due) == expected, "seed \(seed)")
+                }
+                #expect(queue.count == pending.count)
+                if rng.next() % 500 == 0 { queue.trim() }
+            }
+            if let first = pending.min(by: { VisitorTimer.precedes($0, $1) }), first.due.milliseconds > 0 {
+                #expect(queue.popDue(atOrBefore: EventTime(milliseconds: first.due.milliseconds - 1)) == nil)
+            }
+            for timer in pending.sorted(by: { VisitorTimer.precedes($0, $1) }) { #expect(queue.popDue(atOrBefore: timer.due) == timer) }
+            #expect(queue.next == nil && queue.count == 0)
+        }
+    }
+
     /// Trimming gives back capacity once most elements are gone, and keeps the order.
     @Test func trimmingShrinksAndKeepsTheOrder() async {
         await propertyCheck(count: 20, input: Gen.int(in: 0...1_000_000)) { seed in
