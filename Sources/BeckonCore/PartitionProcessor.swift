@@ -473,6 +473,7 @@ public struct PartitionProcessor: Sendable {
         // Decisions are appended to one array on the way, in the order they are made; each
         // step returning its own (mostly empty) array cost a release per step.
         var decisions: [Decision] = []
+        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         let tag = visitors.tag(of: event.visitorID)
         withUnsafePointer(to: event) { process($0, arrivedAt: wallNow, position: position, tag: tag, hint: -1, into: &decisions) }
         return decisions
@@ -507,6 +508,8 @@ public struct PartitionProcessor: Sendable {
         var hints = InlineArray<4, Int32>(repeating: -1)
         let n = batch.count
         guard n > 0 else { return decisions }
+        // Once per batch, not per event: nothing in between can share the table.
+        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         // Through a buffer pointer, and each event by its address: `batch[i].event` handed
         // to `process` copied the whole arrival (a retain of each of its strings, a release
         // after), 7 % of the time per event at 100,000 visitors (perf: the arrival's
@@ -542,9 +545,9 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// `process`, with the visitor's `tag` and the slot it is expected in (`hint`, checked;
-    /// -1 for none). The event `e` is read where it lies, for the length of the call.
+    /// -1 for none). The event `e` is read where it lies, for the length of the call. The
+    /// caller has made `visitors` unique (a copy of the processor shares it until then).
     private mutating func process(_ e: UnsafePointer<Event>, arrivedAt wallNow: EventTime, position: Int64, tag: UInt32, hint: Int32, into decisions: inout [Decision]) {
-        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
         compactIdleVisitors()
         statistics.events += 1
         let idHash = RecentEventIDs.hash(e.pointee.id)
