@@ -58,6 +58,22 @@ struct ProcessorTests {
         #expect(d.reason == "page.path ~ \"/checkout/payment\" and page_dwell_seconds >= 45s — became true at 2026-03-02T10:00:45.000Z after time passing on /checkout/payment")
     }
 
+    /// A processor is a value: a copy goes on from where it was taken, whatever the other
+    /// does since, by batch or event by event. (The visitor table is shared until one side
+    /// changes it; had the batch changed it in place, the copy would meet bob's events as
+    /// duplicates and alice's state with her dwell already fired.)
+    @Test func aCopyOfAProcessorGoesOnByItself() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
+        #expect(p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall).isEmpty)
+        var q = p
+        let rest = [view("bob", "b1", at: 49, "/"), view("bob", "b2", at: 50, "/p/1")]
+        let batched = p.process(batch: rest.enumerated().map { PartitionProcessor.Arrival($1, arrivedAt: wall, position: Int64($0)) })
+        #expect(batched.map(\.visitorID) == ["alice"])
+        let single = rest.enumerated().flatMap { q.process($1, arrivedAt: wall, position: Int64($0)) }
+        #expect(single == batched)
+        #expect(p.statistics.duplicateEvents == 0 && q.statistics.duplicateEvents == 0)
+    }
+
     @Test func idlePartitionWatermarkFollowsTheWallClock() throws {
         var p = PartitionProcessor(rules: try makeRules([("pay", "/checkout/payment", "45s", 1)]), configuration: configuration())
         _ = p.process(view("alice", "a1", at: 0, "/checkout/payment"), arrivedAt: wall)
