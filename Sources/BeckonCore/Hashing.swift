@@ -1,8 +1,10 @@
 /// Stable 128-bit FNV-1a. Used for ids that must be identical across runs, machines and
 /// restarts (`decision_id`, holdout buckets): Swift's `Hasher` is seeded per process.
 public struct StableHash: Sendable {
-    private static let prime: UInt128 = (1 << 88) + (1 << 8) + 0x3B
-    private static let offsetBasis: UInt128 = 0x6C62_272E_07BB_0142_62B8_2175_6295_C58D
+    // Computed, not stored: a stored `static let` is a lazily made global, and each read
+    // went through `swift_once` (several per decision id).
+    @inline(__always) private static var prime: UInt128 { (1 << 88) + (1 << 8) + 0x3B }
+    @inline(__always) private static var offsetBasis: UInt128 { 0x6C62_272E_07BB_0142_62B8_2175_6295_C58D }
 
     public private(set) var value: UInt128 = StableHash.offsetBasis
 

@@ -704,9 +704,7 @@ extension PartitionProcessor {
         }
         if let wake { scheduleWake(wake, slot: slot, visitor: &visitor, after: now) }
         guard !risen.isEmpty else { return }
-        if let decision = decide(risen, slot: slot, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow) {
-            decisions.append(decision)
-        }
+        decide(risen, slot: slot, visitor: &visitor, trigger: trigger, at: now, context: context, wallNow: wallNow, into: &decisions)
     }
 
     /// Priority order of rules: higher priority wins; on a tie, the smaller rule id wins.
@@ -721,7 +719,8 @@ extension PartitionProcessor {
     /// (cooldown, dismissed backoff, coupon budget) lets the next one try; the first that
     /// passes wins and the rest are `lower_priority`. A winner in its rule's holdout group
     /// is recorded with `experiment = holdout` and counts as a prompt for every limit.
-    mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime) -> Decision? {
+    mutating func decide(_ risen: [Int], slot: Int32, visitor: inout VisitorState, trigger: RuleTrigger, at time: EventTime, context: EvaluationContext, wallNow: EventTime,
+                         into decisions: inout [Decision]) {
         let sidecar = visitors.sidecar(slot)
         let prompts = sidecar?.prompts ?? PromptMemory()
         let order = risen.count == 1 ? risen : risen.sorted { Self.ranks(rules.rules[$1], below: rules.rules[$0]) }
@@ -748,7 +747,7 @@ extension PartitionProcessor {
         }
         if let visitorWide {
             for i in order { suppress(i, visitorWide, &self) }
-            return nil
+            return
         }
         let hour = time.milliseconds / 3_600_000
         var winner: (index: Int, holdout: Bool)?
@@ -772,7 +771,7 @@ extension PartitionProcessor {
             }
             winner = (i, Self.inHoldout(visitorID: visitorID, ruleID: rules.rules[i].id, share: rules.rules[i].holdout))
         }
-        guard let (index, holdout) = winner else { return nil }
+        guard let (index, holdout) = winner else { return }
         // Fields, not a `Rule` copy (see above).
         let action = rules.rules[index].action, ruleID = rules.rules[index].id
         if holdout { suppress(index, .holdout, &self) }
@@ -786,11 +785,13 @@ extension PartitionProcessor {
         let payload = rules.rules[index].payload.map { ($0.0, fill($0.1, &visitor, context)) }
         let cause: EventType?
         if case .event(let type, _) = trigger { cause = type } else { cause = nil }
-        return Decision(
+        // Made where it goes: returned as an optional, it was copied into the list and the
+        // original destroyed (an outlined copy and destroy per decision, 0.5 % of the time).
+        decisions.append(Decision(
             id: id, visitorID: visitorID, userID: sidecar?.userID, action: action, ruleID: ruleID, ruleVersion: rules.rules[index].version,
             intentNames: intentNames, scores: visitor.scores, condition: rules.rules[index].conditionText, cause: cause, page: pages.path(visitor.pageID),
             payload: payload, channel: channel(context), eventTime: time, decidedAt: wallNow,
-            expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment)
+            expiresAt: time + rules.rules[index].expiresAfter, triggerEventID: triggerID, experiment: holdout ? .holdout : .treatment))
     }
 
     /// A deterministic share of visitors per rule: the same visitor is always in or out.
