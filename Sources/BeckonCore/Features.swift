@@ -227,34 +227,33 @@ struct VisitorFeatures: Sendable, Equatable {
         return h | 1
     }
 
-    /// Applies one event of `type` at `tick`. `pageClass` is the class of the event's page,
-    /// when it has one; `pathHash` is `hash32` of the event's page path, when it has one
-    /// (page views and form errors read it). `properties` is nil for page events.
-    mutating func apply(_ type: EventType, tick: Tick, properties: EventProperties?, pageClass: PageClass?, pathHash: UInt32?) {
-        if type.isPageEvent { return applyPage(type, tick: tick, pageClass: pageClass, pathHash: pathHash) }
+    /// Applies one event of `type` at `tick` that is not a page event (those go through
+    /// `applyPage`). `pathHash` is `hash32` of the event's page path, when it has one (form
+    /// errors read it). `properties` are read where they lie: a copy retained and released
+    /// the text they may hold.
+    mutating func apply(_ type: EventType, tick: Tick, properties p: UnsafePointer<EventProperties>, pathHash: UInt32?) {
+        if type.isPageEvent { return applyPage(type, tick: tick, pageClass: nil, pathHash: pathHash) }
         sessionStart = min(sessionStart, tick)
         sessionEvents &+= 1
-        // Read through `?.`: defaulting to `EventProperties()` copied (and then destroyed)
-        // the properties on every event, about 120 instructions, though page events have none.
         switch type {
         case .scroll:
-            recentPagesScroll(tick, depth: properties?.scrollDepth ?? 0)
+            recentPagesScroll(tick, depth: p.pointee.scrollDepth ?? 0)
         case .click:
-            clicks.insert(tick, tag: Self.hash32(properties?.element ?? ""))
-        case .hover where properties?.hoverTarget == "price":
+            clicks.insert(tick, tag: Self.hash32(p.pointee.element ?? ""))
+        case .hover where p.pointee.hoverTarget == "price":
             priceHovers.insert(tick)
             priceHoversSession &+= 1
         case .search:
             searches &+= 1
-            if properties?.searchResults == 0 { zeroResultSearches &+= 1 }
+            if p.pointee.searchResults == 0 { zeroResultSearches &+= 1 }
         case .addToCart, .removeFromCart:
             let sign: Int64 = type == .addToCart ? 1 : -1
-            let quantity = Int64(properties?.quantity ?? 1)
+            let quantity = Int64(p.pointee.quantity ?? 1)
             cartItems &+= Int16(clamping: sign * quantity)
-            cartCents &+= sign * quantity * Int64(((properties?.price ?? 0) * 100).rounded())
+            cartCents &+= sign * quantity * Int64(((p.pointee.price ?? 0) * 100).rounded())
             lastCartChange = max(lastCartChange, tick)
         case .checkoutStep:
-            let step = UInt8(clamping: properties?.step ?? 0)
+            let step = UInt8(clamping: p.pointee.step ?? 0)
             if step > checkoutStep || (step == checkoutStep && tick < checkoutStepSince) {
                 checkoutStep = step
                 checkoutStepSince = tick
@@ -266,16 +265,16 @@ struct VisitorFeatures: Sendable, Equatable {
         case .exitIntent:
             lastExitIntent = max(lastExitIntent, tick)
             exitIntents &+= 1
-        case .chatMessage where (properties?.chatSender ?? "visitor") == "visitor":
+        case .chatMessage where (p.pointee.chatSender ?? "visitor") == "visitor":
             chatMessages &+= 1
-            let score = Float(properties?.chatSentiment ?? 0)
+            let score = Float(p.pointee.chatSentiment ?? 0)
             if score <= -0.25 { negativeMessages &+= 1 }
             minSentiment = min(minSentiment, score)
             if tick > lastSentimentAt || (tick == lastSentimentAt && score < lastSentiment) {
                 lastSentimentAt = tick
                 lastSentiment = score
             }
-        case .chatStarted where properties?.chatWith == "agent":
+        case .chatStarted where p.pointee.chatWith == "agent":
             chats.insert(tick, tag: 1)
         case .chatEnded:
             chats.insert(tick, tag: 2)

@@ -564,10 +564,11 @@ public struct PartitionProcessor: Sendable {
         // What the new watermark releases comes first: an exit intent at 60 s then sees the
         // page view of 10 s that was held for ordering. The visitor is looked up after that,
         // so a session end in between cannot take the state from under this event.
-        let event = e.pointee
-        watermark.observe(event.time, arrivedAt: wallNow)
+        // Read where it lies: a copy of the event (its strings retained and released) cost
+        // about 300 instructions.
+        watermark.observe(e.pointee.time, arrivedAt: wallNow)
         fireDueTimers(wallNow: wallNow, into: &decisions)
-        let slot = visitors.slot(of: event.visitorID, tag: tag, hint: hint) ?? admit(event.visitorID, tag: tag, at: event.time, eventID: event.id, position: position)
+        let slot = visitors.slot(of: e.pointee.visitorID, tag: tag, hint: hint) ?? admit(e.pointee.visitorID, tag: tag, at: e.pointee.time, eventID: e.pointee.id, position: position)
         let visitorPointer = state(slot)
         if visitorPointer.pointee.recentEventIDs.contains(idHash) {
             statistics.duplicateEvents += 1
@@ -575,7 +576,7 @@ public struct PartitionProcessor: Sendable {
         }
         visitorPointer.pointee.recentEventIDs.insert(idHash)
         let before = decisions.count
-        process(event, idHash: idHash, late: late, position: position, tag: tag, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow, into: &decisions)
+        process(e, idHash: idHash, late: late, position: position, tag: tag, slot: slot, visitor: &visitorPointer.pointee, wallNow: wallNow, into: &decisions)
         statistics.decisions += decisions.count - before
         fireDueTimers(wallNow: wallNow, into: &decisions)
     }
@@ -635,14 +636,14 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// A late event, or one that is not a page event: the visitor's state is at hand.
-    private mutating func process(_ event: Event, idHash: UInt64, late: Bool, position: Int64, tag: UInt32, slot: Int32, visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
-        updateIdentity(userID: event.userID, channel: event.channel, slot: slot, &visitor)
+    private mutating func process(_ e: UnsafePointer<Event>, idHash: UInt64, late: Bool, position: Int64, tag: UInt32, slot: Int32, visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
+        updateIdentity(userID: e.pointee.userID, channel: e.pointee.channel, slot: slot, &visitor)
         if late {
             statistics.lateEvents += 1
-        } else if event.time > visitor.lastEventTime + configuration.sessionGap {
-            held.push(event, idHash: idHash, tag: tag, hint: slot, position: position)
+        } else if e.pointee.time > visitor.lastEventTime + configuration.sessionGap {
+            held.push(e.pointee, idHash: idHash, tag: tag, hint: slot, position: position)
         } else {
-            apply(event, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow, into: &decisions)
+            apply(e, idHash: idHash, position: position, to: &visitor, slot: slot, wallNow: wallNow, into: &decisions)
         }
         scheduleSessionEnd(slot: slot, &visitor)
     }
@@ -750,7 +751,7 @@ public struct PartitionProcessor: Sendable {
         let slot = visitors.slot(of: event.visitorID, tag: key.tag, hint: key.hint)
             ?? admit(event.visitorID, tag: key.tag, at: event.time, eventID: event.id, position: key.position)
         let visitor = state(slot)
-        apply(event, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: slot, wallNow: wallNow, into: &decisions)
+        withUnsafePointer(to: event) { apply($0, idHash: key.idHash, position: key.position, to: &visitor.pointee, slot: slot, wallNow: wallNow, into: &decisions) }
         scheduleSessionEnd(slot: slot, &visitor.pointee)
     }
 
@@ -794,21 +795,23 @@ public struct PartitionProcessor: Sendable {
 
     /// Applies any other event (directly, or from the held queue when it opens a session),
     /// then evaluates the rules.
-    private mutating func apply(_ event: Event, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime, into decisions: inout [Decision]) {
-        let opensSession = startSessionIfDue(at: event.time, position: position, slot: slot, &visitor)
-        if event.type == .offerDismissed, let id = event.properties.decisionID {
-            if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.dismissed(decisionID: id, at: Tick(event.time)) } }
+    private mutating func apply(_ e: UnsafePointer<Event>, idHash: UInt64, position: Int64, to visitor: inout VisitorState, slot: Int32, wallNow: EventTime, into decisions: inout [Decision]) {
+        // The event is read where it lies (see `process`).
+        let type = e.pointee.type, time = e.pointee.time
+        let opensSession = startSessionIfDue(at: time, position: position, slot: slot, &visitor)
+        if type == .offerDismissed, let id = e.pointee.properties.decisionID {
+            if visitors.sidecar(slot) != nil { visitors.updateSidecar(slot) { $0.prompts.dismissed(decisionID: id, at: Tick(time)) } }
         }
-        let pathHash = event.type == .formError ? event.pagePath.map(VisitorFeatures.hash32) : nil
-        visitor.features.apply(event.type, tick: Tick(event.time), properties: event.properties, pageClass: nil, pathHash: pathHash)
+        let pathHash = type == .formError ? e.pointee.pagePath.map(VisitorFeatures.hash32) : nil
+        visitor.features.apply(type, tick: Tick(time), properties: e.pointer(to: \.properties)!, pathHash: pathHash)
         if counterSlots > 0 {
-            let pageID = event.pagePath.map { internPage($0) } ?? visitor.pageID
-            count(event.type, at: event.time, pageID: pageID, channel: event.channel, in: &visitor)
+            let pageID = e.pointee.pagePath.map { internPage($0) } ?? visitor.pageID
+            count(type, at: time, pageID: pageID, channel: e.pointee.channel, in: &visitor)
         }
         rescore(&visitor)
-        let visit = rulesToVisit(event.type, everyRule: opensSession, visitor)
+        let visit = rulesToVisit(type, everyRule: opensSession, visitor)
         guard visit != 0 else { return }
-        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(event.type, id: event.id), at: event.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(type, id: e.pointee.id), at: time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
 
     /// The visitor's channel name.
