@@ -197,6 +197,10 @@ struct HeldQueue: Sendable {
         /// Into the slab of held events.
         var index: Int32
 
+        /// By time, then event-id hash, then tag. The tag is seeded at random per table, so
+        /// events equal on time and event-id hash (the same event id from two visitors)
+        /// would come out in a different order from run to run: `PartitionProcessor` puts
+        /// them in order of visitor id when it releases them (`releaseTied`).
         @inline(__always) static func precedes(_ a: Key, _ b: Key) -> Bool {
             if a.time != b.time { return a.time < b.time }
             if a.idHash != b.idHash { return a.idHash < b.idHash }
@@ -270,6 +274,17 @@ struct HeldQueue: Sendable {
     mutating func push(_ event: Event, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
         let index = slab.insert(Held(time: event.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: 0, type: event.type, page: .none, event: events.insert(event)))
         heap.push(Key(time: event.time, idHash: idHash, tag: tag, index: index))
+    }
+
+    /// Whether the next held event has the time and event-id hash of `held`.
+    @inline(__always) func nextTies(_ held: Held) -> Bool {
+        guard let key = heap.first else { return false }
+        return key.time == held.time && key.idHash == held.idHash
+    }
+
+    /// The visitor id of a held event, read in place.
+    func visitorID(_ held: Held) -> String {
+        held.event < 0 ? held.page.visitorID : events[held.event].visitorID
     }
 
     /// The earliest held event, moved out.
@@ -1000,6 +1015,24 @@ public struct PartitionProcessor: Sendable {
         fireDueTimers(now: now, wallNow: wallNow, into: &decisions)
     }
 
+    /// Releases `first` and the held events that tie with it on time and event-id hash: the
+    /// same event id from different visitors (or a retry, which the duplicate check then
+    /// drops), in order of visitor id, type and page path, so that the order, and which
+    /// visitor a budget's last coupon goes to, does not depend on arrival or on the table's
+    /// random seed.
+    @inline(never) private mutating func releaseTied(_ first: HeldQueue.Held, wallNow: EventTime, into decisions: inout [Decision]) {
+        var group = [first]
+        while held.nextTies(first) { group.append(held.pop().unsafelyUnwrapped) }
+        let order = group.indices.map { i in
+            (visitor: held.visitorID(group[i]), type: group[i].type.ordinal, path: pages.path(group[i].pageID) ?? "", index: i)
+        }.sorted { ($0.visitor, $0.type, $0.path) < ($1.visitor, $1.type, $1.path) }
+        for place in order {
+            var h = group[place.index]
+            if h.event < 0 { releasePage(&h, wallNow: wallNow, into: &decisions) } else { release(&h, wallNow: wallNow, into: &decisions) }
+            pages.release(h.pageID)
+        }
+    }
+
     private mutating func fireDueTimers(now: EventTime, wallNow: EventTime, into decisions: inout [Decision]) {
         let before = decisions.count
         while true {
@@ -1007,6 +1040,10 @@ public struct PartitionProcessor: Sendable {
             let nextTimer = timers.next.flatMap { $0.due <= now ? $0.due : nil }
             if let heldTime = nextHeld, nextTimer.map({ heldTime < $0 }) ?? true {
                 var h = held.pop().unsafelyUnwrapped
+                if held.nextTies(h) {
+                    releaseTied(h, wallNow: wallNow, into: &decisions)
+                    continue
+                }
                 defer { pages.release(h.pageID) }
                 // While this event is applied, what the next ones need comes into cache (only
                 // worth it once the states outgrow the cache: measured 6% slower at 2,000

@@ -344,6 +344,24 @@ struct ProcessorPropertyTests {
         }
     }
 
+    /// Two visitors' page views that carry the same event id at the same instant tie in the
+    /// held queue's order (time, event-id hash). They are released in order of visitor id,
+    /// whichever arrives first and whatever the visitor table's random seed: the dwell
+    /// timers, and so the decisions, come out in that order in every run.
+    @Test func eventsThatTieInTheHeldOrderAreReleasedByVisitorID() throws {
+        let rules = try makeRules([("pricing", "/pricing", "10s", 1)])
+        let wall = t0 + .minutes(600)
+        for arrival in [["zed", "amy", "kim"], ["amy", "kim", "zed"], ["kim", "zed", "amy"]] {
+            for _ in 0..<5 {
+                var p = PartitionProcessor(rules: rules, configuration: configuration())
+                var decisions: [Decision] = []
+                for visitor in arrival { decisions += p.process(view(visitor, "same-id", at: 0, "/pricing"), arrivedAt: wall) }
+                decisions += p.process(view("other", "o1", at: 30, "/"), arrivedAt: wall)
+                #expect(decisions.map(\.visitorID) == ["amy", "kim", "zed"], "arrival \(arrival)")
+            }
+        }
+    }
+
     /// Replaying the same recording gives the same decisions with the same ids.
     @Test func replayingARecordingTwiceGivesIdenticalDecisions() async throws {
         let rules = try makeRules([("pay", "/checkout/payment", "45s", 5), ("cart", "/cart", "10s", 1)])
