@@ -77,12 +77,16 @@ if [ -n "${CACHESIM:-}" ]; then
     RUNS=${3:-1}
     RULES=${4:-dwell}
     echo "core, $VISITORS visitors, $RULES rules, $RUNS run(s) under callgrind's cache simulation (D1 32 KB, LL 2 MB); old = $OLD, new = working tree"
+    # With BATCH set the events go through `process(batch:)` (one toggle only: a second,
+    # nested one would turn the collection off inside the first).
+    toggle='*PartitionProcessorV7process_9arrivedAt8position*'
+    [ -n "${BATCH:-}" ] && toggle='*PartitionProcessorV7process5batch*'
     for side in old new; do
         root=$ROOT; [ "$side" = old ] && root="$WORK/old"
         cp "$WORK/$side-build/release/core-ab" "$WORK/$side-stripped"
         strip -g "$WORK/$side-stripped"
         valgrind --tool=callgrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=2097152,16,64 \
-            --toggle-collect='*PartitionProcessorV7process_9arrivedAt8position*' \
+            --toggle-collect="$toggle" \
             --callgrind-out-file="$WORK/$side.cachesim" "$WORK/$side-stripped" "$root" "$VISITORS" "$RUNS" "$RULES" \
             > "$WORK/$side.cachesim.out" 2>/dev/null &
     done
