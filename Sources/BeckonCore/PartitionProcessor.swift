@@ -185,8 +185,8 @@ struct VisitorState: Sendable, Equatable {
 /// A held event names its visitor by id, not by state: a page event is held without
 /// reading the visitor's state at all (its duplicate check, channel and user id wait for
 /// the release), so each page event touches the state once. The heap orders small keys; a
-/// page event keeps its ids and channel beside its key, and only other events, which open
-/// a session, are kept whole.
+/// page event stays in the batch it arrived in (kept until its last held event is
+/// released), and only other events, which open a session, are copied and kept whole.
 struct HeldQueue: Sendable {
     /// The heap's element: the order, and where the rest is (24 bytes, so sifts are cheap).
     struct Key: Sendable, HeapOrdered {
@@ -220,33 +220,31 @@ struct HeldQueue: Sendable {
         /// The page event's interned path (retained while held); 0 for none or another event.
         var pageID: UInt32
         var type: EventType
-        /// A page event's ids and channel; another event is kept whole, in `events` (rare:
-        /// a session opener), so that this stays small to move, and has empty ones here.
-        /// Not optional: each read of a field through `unsafelyUnwrapped` copied its
-        /// strings (retained and released them), three or four times per event.
-        var page: PageEvent
-        /// Where a session opener is in `events`; -1 for a page event.
+        /// A page event stays where it arrived: `place` in the batch `batch` (see
+        /// `HeldQueue.Batch`). No strings here: copying a page event's ids and channel in
+        /// and destroying them on the way out cost about 120 instructions per event.
+        var batch: Int32 = -1
+        var place: Int32 = -1
+        /// Where a session opener (rare) is kept whole, in `events`; -1 for a page event.
         var event: Int32 = -1
     }
 
-    struct PageEvent: Sendable {
-        var id: String
-        var visitorID: String
-        var channel: String
-        /// Where the user id is kept (`takeUserID`), -1 for none. Most page events have
-        /// none, and an optional string here cost a retain on the hold and a release on
-        /// the release all the same, about 28 instructions per event.
-        var userID: Int32
-
-        /// A session opener's (its event holds its ids).
-        static let none = PageEvent(id: "", visitorID: "", channel: "", userID: -1)
+    /// A batch that held page events point into, kept until the last of them is released
+    /// and the batch is done (`close`). Its arrivals are never changed while kept, so their
+    /// storage stays where `base` points.
+    struct Batch: @unchecked Sendable {
+        let arrivals: [PartitionProcessor.Arrival]
+        let base: UnsafePointer<PartitionProcessor.Arrival>
+        /// Its events still held.
+        var held: Int32 = 0
+        var open = true
     }
 
     /// Events mostly arrive in time order: those go through the run, not the heap.
     private var heap = RunQueue<Key>()
     private var slab = MovingSlab<Held>()
     private var events = MovingSlab<Event>()
-    private var userIDs = MovingSlab<String>()
+    private var batches = MovingSlab<Batch>()
 
     var count: Int { heap.count }
     var nextTime: EventTime? { heap.first?.time }
@@ -255,6 +253,12 @@ struct HeldQueue: Sendable {
     @inline(__always) func ahead(_ k: Int) -> Key? { heap.ahead(k) }
     /// Starts loading the held event of `key` into cache.
     @inline(__always) func prefetch(_ key: Key) { slab.prefetch(key.index) }
+    /// Starts loading a held page event where it lies in its batch (its entry here was
+    /// loaded a step before).
+    @inline(__always) func prefetchEvent(_ key: Key) {
+        let h = slab[key.index]
+        if h.event < 0 { beckon_prefetch(batches[h.batch].base + Int(h.place), 96) }
+    }
     /// The slot the held event of `key` is expected in (-1: unknown), checked at release.
     @inline(__always) func hint(_ key: Key) -> Int32 { slab[key.index].hint }
     @inline(__always) mutating func setHint(_ key: Key, _ slot: Int32) { slab.pointer(key.index).pointee.hint = slot }
@@ -263,16 +267,45 @@ struct HeldQueue: Sendable {
     /// The earliest position (Kafka offset) of a held event, if any has one.
     var earliestPosition: Int64? { heap.unordered.lazy.map { self.slab[$0.index].position }.filter { $0 >= 0 }.min() }
 
-    mutating func push(page e: UnsafePointer<Event>, pageID: UInt32, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
-        let userID = e.pointee.userID.map { userIDs.insert($0) } ?? -1
-        let page = PageEvent(id: e.pointee.id, visitorID: e.pointee.visitorID, channel: e.pointee.channel, userID: userID)
-        let index = slab.insert(Held(time: e.pointee.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: pageID, type: e.pointee.type, page: page))
+    /// Keeps `arrivals` for the page events of it that are held (until `close` and the
+    /// last one's release).
+    mutating func open(_ arrivals: [PartitionProcessor.Arrival]) -> Int32 {
+        // The pointer outlives the closure: the array, kept here and never changed, keeps
+        // its storage where it is.
+        let base = arrivals.withUnsafeBufferPointer { $0.baseAddress! }
+        return batches.insert(Batch(arrivals: arrivals, base: base))
+    }
+
+    /// The batch is done: it goes now, or with the release of its last held event.
+    mutating func close(_ batch: Int32) {
+        if batches[batch].held == 0 { _ = batches.take(batch) } else { batches.pointer(batch).pointee.open = false }
+    }
+
+    /// Held page events point into batches kept open (only for tests: `Batch`).
+    var batchesKept: Int { batches.count }
+
+    /// A held page event, where it lies in its batch (valid until `released`).
+    @inline(__always) func event(_ held: Held) -> UnsafePointer<Event> {
+        (batches[held.batch].base + Int(held.place)).pointer(to: \.event)!
+    }
+
+    /// A held page event was applied (or dropped): its batch goes when this was the last.
+    @inline(__always) mutating func released(_ held: Held) {
+        let b = batches.pointer(held.batch)
+        b.pointee.held -= 1
+        if b.pointee.held == 0 && !b.pointee.open { _ = batches.take(held.batch) }
+    }
+
+    /// Holds the page event at `place` in the open batch `batch`.
+    mutating func push(page e: UnsafePointer<Event>, batch: Int32, place: Int32, pageID: UInt32, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
+        batches.pointer(batch).pointee.held += 1
+        let index = slab.insert(Held(time: e.pointee.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: pageID, type: e.pointee.type, batch: batch, place: place))
         if pageID != 0 { pageReferences += 1 }
         heap.push(Key(time: e.pointee.time, idHash: idHash, tag: tag, index: index))
     }
 
     mutating func push(_ event: Event, idHash: UInt64, tag: UInt32, hint: Int32, position: Int64) {
-        let index = slab.insert(Held(time: event.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: 0, type: event.type, page: .none, event: events.insert(event)))
+        let index = slab.insert(Held(time: event.time, idHash: idHash, position: position, tag: tag, hint: hint, pageID: 0, type: event.type, event: events.insert(event)))
         heap.push(Key(time: event.time, idHash: idHash, tag: tag, index: index))
     }
 
@@ -284,7 +317,7 @@ struct HeldQueue: Sendable {
 
     /// The visitor id of a held event, read in place.
     func visitorID(_ held: Held) -> String {
-        held.event < 0 ? held.page.visitorID : events[held.event].visitorID
+        held.event < 0 ? event(held).pointee.visitorID : events[held.event].visitorID
     }
 
     /// The earliest held event, moved out.
@@ -298,11 +331,6 @@ struct HeldQueue: Sendable {
     /// A held session opener's event (once: its place is freed).
     mutating func takeEvent(_ held: HeldQueue.Held) -> Event {
         events.take(held.event)
-    }
-
-    /// A held page event's user id, when it has one (once: its place is freed).
-    mutating func takeUserID(_ held: HeldQueue.Held) -> String {
-        userIDs.take(held.page.userID)
     }
 }
 
@@ -485,13 +513,8 @@ public struct PartitionProcessor: Sendable {
     /// - Parameter position: the event's place in its partition (the Kafka offset), for
     ///   `rebuildFrom`; -1 when there is none.
     public mutating func process(_ event: Event, arrivedAt wallNow: EventTime, position: Int64 = -1) -> [Decision] {
-        // Decisions are appended to one array on the way, in the order they are made; each
-        // step returning its own (mostly empty) array cost a release per step.
-        var decisions: [Decision] = []
-        if !isKnownUniquelyReferenced(&visitors) { visitors = visitors.copy() }
-        let tag = visitors.tag(of: event.visitorID)
-        withUnsafePointer(to: event) { process($0, arrivedAt: wallNow, position: position, tag: tag, hint: -1, into: &decisions) }
-        return decisions
+        // A batch of one: a held page event stays where it arrived, in its batch.
+        process(batch: [Arrival(event, arrivedAt: wallNow, position: position)])
     }
 
     /// An event of a batch (`process(batch:)`): the event, when it arrived, and its place
@@ -528,8 +551,11 @@ public struct PartitionProcessor: Sendable {
         // Through a buffer pointer, and each event by its address: `batch[i].event` handed
         // to `process` copied the whole arrival (a retain of each of its strings, a release
         // after), 7 % of the time per event at 100,000 visitors (perf: the arrival's
-        // outlined copy and destroy around the call). A page event's strings are copied
-        // once, into the held queue.
+        // outlined copy and destroy around the call). A held page event is read here too,
+        // on its release (`HeldQueue.Batch`).
+        // Kept while page events of it are held: they are read where they lie.
+        let batchID = held.open(batch)
+        defer { held.close(batchID) }
         batch.withUnsafeBufferPointer { batch in
             let base = batch.baseAddress!
             for i in 0..<n {
@@ -551,7 +577,7 @@ public struct PartitionProcessor: Sendable {
                     if i + 1 < n, hints[(i + 1) & 3] >= 0 { visitors.prefetch(hints[(i + 1) & 3]) }
                 }
                 let tag = tags[i & 3] != 0 ? tags[i & 3] : visitors.tag(of: base[i].event.visitorID)
-                process((base + i).pointer(to: \.event)!, arrivedAt: base[i].wallNow, position: base[i].position, tag: tag, hint: hints[i & 3], into: &decisions)
+                process((base + i).pointer(to: \.event)!, arrivedAt: base[i].wallNow, position: base[i].position, tag: tag, hint: hints[i & 3], batch: batchID, place: Int32(truncatingIfNeeded: i), into: &decisions)
                 tags[i & 3] = 0
                 hints[i & 3] = -1
             }
@@ -562,7 +588,7 @@ public struct PartitionProcessor: Sendable {
     /// `process`, with the visitor's `tag` and the slot it is expected in (`hint`, checked;
     /// -1 for none). The event `e` is read where it lies, for the length of the call. The
     /// caller has made `visitors` unique (a copy of the processor shares it until then).
-    private mutating func process(_ e: UnsafePointer<Event>, arrivedAt wallNow: EventTime, position: Int64, tag: UInt32, hint: Int32, into decisions: inout [Decision]) {
+    private mutating func process(_ e: UnsafePointer<Event>, arrivedAt wallNow: EventTime, position: Int64, tag: UInt32, hint: Int32, batch: Int32, place: Int32, into decisions: inout [Decision]) {
         compactIdleVisitors()
         statistics.events += 1
         let idHash = RecentEventIDs.hash(e.pointee.id)
@@ -572,7 +598,7 @@ public struct PartitionProcessor: Sendable {
             // (duplicate check, channel, page track), not here and again there.
             watermark.observe(e.pointee.time, arrivedAt: wallNow)
             fireDueTimers(wallNow: wallNow, into: &decisions)
-            hold(page: e, idHash: idHash, tag: tag, position: position)
+            hold(page: e, batch: batch, place: place, idHash: idHash, tag: tag, position: position)
             fireDueTimers(wallNow: wallNow, into: &decisions)
             return
         }
@@ -597,7 +623,7 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// Holds a page event (not late) until the watermark passes it.
-    private mutating func hold(page event: UnsafePointer<Event>, idHash: UInt64, tag: UInt32, position: Int64) {
+    private mutating func hold(page event: UnsafePointer<Event>, batch: Int32, place: Int32, idHash: UInt64, tag: UInt32, position: Int64) {
         var pageID: UInt32 = 0
         if event.pointee.type != .pageHidden, let path = event.pointee.pagePath {
             pageID = internPage(path)
@@ -605,7 +631,7 @@ public struct PartitionProcessor: Sendable {
         }
         // No slot hint: reading the index here waits on memory once visitors are many, while
         // on release it is read a few events ahead (see `fireDueTimers`).
-        held.push(page: event, pageID: pageID, idHash: idHash, tag: tag, hint: -1, position: position)
+        held.push(page: event, batch: batch, place: place, pageID: pageID, idHash: idHash, tag: tag, hint: -1, position: position)
     }
 
     /// A visitor's state, to mutate in place: a compact one is brought back first, with
@@ -740,22 +766,23 @@ public struct PartitionProcessor: Sendable {
     /// A released page event: its visitor is found (or made), checked for a retry, and the
     /// event applied.
     private mutating func releasePage(_ key: inout HeldQueue.Held, wallNow: EventTime, into decisions: inout [Decision]) {
-        let slot = visitors.slot(of: key.page.visitorID, tag: key.tag, hint: key.hint)
-            ?? admit(key.page.visitorID, tag: key.tag, at: key.time, eventID: key.page.id, position: key.position)
+        let e = held.event(key)
+        let slot = visitors.slot(of: e.pointee.visitorID, tag: key.tag, hint: key.hint)
+            ?? admit(e.pointee.visitorID, tag: key.tag, at: key.time, eventID: e.pointee.id, position: key.position)
         let visitor = state(slot)
         if visitor.pointee.recentEventIDs.contains(key.idHash) {
             statistics.duplicateEvents += 1
-            if key.page.userID >= 0 { _ = held.takeUserID(key) }
             return
         }
         visitor.pointee.recentEventIDs.insert(key.idHash)
-        // Not through an optional: a `String?`, nil on most events, would still be released.
-        if key.page.userID >= 0 {
-            updateIdentity(userID: held.takeUserID(key), channel: key.page.channel, slot: slot, &visitor.pointee)
+        // Not through `updateIdentity`: a `String?` passed on, nil on most events, would be
+        // copied and released all the same.
+        if e.pointee.userID != nil {
+            updateIdentity(userID: e.pointee.userID, channel: e.pointee.channel, slot: slot, &visitor.pointee)
         } else {
-            updateChannel(key.page.channel, slot: slot, &visitor.pointee)
+            updateChannel(e.pointee.channel, slot: slot, &visitor.pointee)
         }
-        applyPage(&key, slot: slot, to: &visitor.pointee, wallNow: wallNow, into: &decisions)
+        applyPage(&key, e, slot: slot, to: &visitor.pointee, wallNow: wallNow, into: &decisions)
         scheduleSessionEnd(slot: slot, &visitor.pointee)
     }
 
@@ -771,7 +798,7 @@ public struct PartitionProcessor: Sendable {
     }
 
     /// Applies a held page event, in event-time order, then evaluates the rules.
-    private mutating func applyPage(_ key: inout HeldQueue.Held, slot: Int32, to visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
+    private mutating func applyPage(_ key: inout HeldQueue.Held, _ e: UnsafePointer<Event>, slot: Int32, to visitor: inout VisitorState, wallNow: EventTime, into decisions: inout [Decision]) {
         let opensSession = startSessionIfDue(at: key.time, position: key.position, slot: slot, &visitor)
         var pageClass: PageClass?
         var pathHash: UInt32?
@@ -791,7 +818,7 @@ public struct PartitionProcessor: Sendable {
                 pageClass = info?.pageClass ?? visitor.pageClass
                 pathHash = info?.hash ?? visitor.pageHash
                 if inOrder, let info {
-                    enterPage(key.pageID, info, at: key.time, eventID: key.page.id, visitor: &visitor)
+                    enterPage(key.pageID, info, at: key.time, eventID: e.pointee.id, visitor: &visitor)
                     // The held event's reference to the page is now the visitor's: not
                     // released with the event (one count up and one down less per page view).
                     key.pageID = 0
@@ -800,12 +827,12 @@ public struct PartitionProcessor: Sendable {
         }
         visitor.features.applyPage(key.type, tick: Tick(key.time), pageClass: pageClass, pathHash: pathHash)
         if counterSlots > 0 {
-            count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: key.page.channel, in: &visitor)
+            count(key.type, at: key.time, pageID: key.pageID != 0 ? key.pageID : visitor.pageID, channel: e.pointee.channel, in: &visitor)
         }
         rescore(&visitor)
         let visit = rulesToVisit(key.type, everyRule: opensSession, visitor)
         guard visit != 0 else { return }
-        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: key.page.id), at: key.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
+        evaluateRules(slot: slot, visitor: &visitor, trigger: .event(key.type, id: e.pointee.id), at: key.time, everyRule: opensSession, visit: visit, wallNow: wallNow, into: &decisions)
     }
 
     /// Applies any other event (directly, or from the held queue when it opens a session),
@@ -1028,7 +1055,12 @@ public struct PartitionProcessor: Sendable {
         }.sorted { ($0.visitor, $0.type, $0.path) < ($1.visitor, $1.type, $1.path) }
         for place in order {
             var h = group[place.index]
-            if h.event < 0 { releasePage(&h, wallNow: wallNow, into: &decisions) } else { release(&h, wallNow: wallNow, into: &decisions) }
+            if h.event < 0 {
+                releasePage(&h, wallNow: wallNow, into: &decisions)
+                held.released(h)
+            } else {
+                release(&h, wallNow: wallNow, into: &decisions)
+            }
             pages.release(h.pageID)
         }
     }
@@ -1059,6 +1091,7 @@ public struct PartitionProcessor: Sendable {
                 if visitors.count > 16_384 {
                     if let far = held.ahead(3) { visitors.prefetchBucket(tag: far.tag); held.prefetch(far) }
                     if let near = held.ahead(2) {
+                        held.prefetchEvent(near)
                         let slot = visitors.candidate(tag: near.tag)
                         if slot >= 0 {
                             held.setHint(near, slot)
@@ -1082,7 +1115,12 @@ public struct PartitionProcessor: Sendable {
                         }
                     }
                 }
-                if h.event < 0 { releasePage(&h, wallNow: wallNow, into: &decisions) } else { release(&h, wallNow: wallNow, into: &decisions) }
+                if h.event < 0 {
+                    releasePage(&h, wallNow: wallNow, into: &decisions)
+                    held.released(h)
+                } else {
+                    release(&h, wallNow: wallNow, into: &decisions)
+                }
                 continue
             }
             guard nextTimer != nil, let timer = timers.popDue(atOrBefore: now) else { break }

@@ -249,3 +249,36 @@ struct HeapTests {
         }
     }
 }
+
+@Suite("Held page events")
+struct HeldPageEventTests {
+    /// A held page event is read where it arrived, in its batch: the batch is kept while
+    /// any of its page events is held, after the caller has let go of it, and goes with the
+    /// release of the last one. The ids are longer than a small string, so each lives in
+    /// the batch's own storage.
+    @Test func aBatchIsKeptWhileItsPageEventsAreHeld() throws {
+        var p = PartitionProcessor(rules: try makeRules([("pricing", "/pricing", "10s", 1)]), configuration: configuration(lateness: 5))
+        let wall = t0 + .minutes(600)
+        let visitors = (0..<3).map { "visitor-with-a-long-id-\($0)" }
+        do {
+            let batch = visitors.indices.map { i in
+                PartitionProcessor.Arrival(view(visitors[i], "page-view-with-a-long-id-\(i)", at: Double(i), "/pricing"), arrivedAt: wall)
+            }
+            #expect(p.process(batch: batch).isEmpty)
+        }
+        #expect(p.heldEvents == 3)
+        #expect(p.held.batchesKept == 1)
+        // Watermark 3 s: the three views are released (applied), and this one is held.
+        #expect(p.process(view("other", "o1", at: 8, "/"), arrivedAt: wall).isEmpty)
+        #expect(p.heldEvents == 1)
+        #expect(p.held.batchesKept == 1)
+        // Watermark 15 s: the three dwells of 10 s fire, with the ids read from the batch.
+        let decisions = p.process(view("other", "o2", at: 20, "/"), arrivedAt: wall)
+        #expect(decisions.map(\.visitorID) == visitors)
+        #expect(decisions.map(\.triggerEventID) == visitors.indices.map { "page-view-with-a-long-id-\($0)" })
+        #expect(p.held.batchesKept == 1)
+        _ = p.advanceIdle(wallNow: wall + .minutes(1))
+        #expect(p.heldEvents == 0)
+        #expect(p.held.batchesKept == 0)
+    }
+}
