@@ -82,6 +82,16 @@ struct PageTable: Sendable {
         return add(path, info(path), tag: tag)
     }
 
+    /// `intern` for the path at `path`, read in place.
+    @inline(__always) mutating func intern(at path: UnsafePointer<String>, info: (String) -> (PageInfo, morePathTests: [Bool]?)) -> UInt32 {
+        let tag = Self.tag(path.pointee)
+        let found = buckets.withUnsafeBufferPointer { b in
+            TagIndex.find(b.baseAddress!, mask: b.count - 1, tag: tag) { entries[Int32($0)].path == path.pointee }
+        }
+        if let found { return found }
+        return add(path.pointee, info(path.pointee), tag: tag)
+    }
+
     private mutating func add(_ path: String, _ info: (PageInfo, morePathTests: [Bool]?), tag: UInt32) -> UInt32 {
         if count >= limit { reclaim() }
         let id = UInt32(entries.insert(Entry(path: path, info: info.0, morePathTests: info.morePathTests, refs: 0)))

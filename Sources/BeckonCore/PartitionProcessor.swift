@@ -627,8 +627,14 @@ public struct PartitionProcessor: Sendable {
     /// Holds a page event (not late) until the watermark passes it.
     private mutating func hold(page event: UnsafePointer<Event>, batch: Int32, place: Int32, idHash: UInt64, tag: UInt32, position: Int64) {
         var pageID: UInt32 = 0
-        if event.pointee.type != .pageHidden, let path = event.pointee.pagePath {
-            pageID = internPage(path)
+        if event.pointee.type != .pageHidden, event.pointee.pagePath != nil {
+            // Read in place: `if let path` bound a copy (a retain and a release per page
+            // event). A `String?` that holds a string has the string's layout (Swift's
+            // single-payload enum layout: the empty case takes one of the string's spare bit
+            // patterns), so the path lies where the optional does; a test checks it.
+            let path = UnsafeRawPointer(event.pointer(to: \.pagePath)!).assumingMemoryBound(to: String.self)
+            let classes = model.pageClasses, tests = rules.pathTests, byPath = rulesByPath
+            pageID = pages.intern(at: path) { PageInfo.of($0, classes: classes, tests: tests, rulesByPath: byPath) }
             pages.retain(pageID)
         }
         // No slot hint: reading the index here waits on memory once visitors are many, while
@@ -695,6 +701,12 @@ public struct PartitionProcessor: Sendable {
     @inline(__always) private mutating func updateIdentity(userID: String?, channel: String, slot: Int32, _ visitor: inout VisitorState) {
         if let userID, userID != visitors.sidecar(slot)?.userID { visitors.updateSidecar(slot) { $0.userID = userID } }
         updateChannel(channel, slot: slot, &visitor)
+    }
+
+    /// `updateChannel` for the channel at `channel`, read in place (see `VisitorTable.slot(of:tag:hint:)`).
+    @inline(__always) private mutating func updateChannel(at channel: UnsafePointer<String>, slot: Int32, _ visitor: inout VisitorState) {
+        let same = visitor.channel != 0 ? channels.isName(visitor.channel, of: channel.pointee) : channel.pointee == visitors.sidecar(slot)?.channel ?? ""
+        if !same { setChannel(channel.pointee, slot, &visitor) }
     }
 
     @inline(__always) private mutating func updateChannel(_ channel: String, slot: Int32, _ visitor: inout VisitorState) {
@@ -769,7 +781,7 @@ public struct PartitionProcessor: Sendable {
     /// event applied.
     private mutating func releasePage(_ key: inout HeldQueue.Held, wallNow: EventTime, into decisions: inout [Decision]) {
         let e = held.event(key)
-        let slot = visitors.slot(of: e.pointee.visitorID, tag: key.tag, hint: key.hint)
+        let slot = visitors.slot(of: e.pointer(to: \.visitorID)!, tag: key.tag, hint: key.hint)
             ?? admit(e.pointee.visitorID, tag: key.tag, at: key.time, eventID: e.pointee.id, position: key.position)
         let visitor = state(slot)
         if visitor.pointee.recentEventIDs.contains(key.idHash) {
@@ -782,7 +794,7 @@ public struct PartitionProcessor: Sendable {
         if e.pointee.userID != nil {
             updateIdentity(userID: e.pointee.userID, channel: e.pointee.channel, slot: slot, &visitor.pointee)
         } else {
-            updateChannel(e.pointee.channel, slot: slot, &visitor.pointee)
+            updateChannel(at: e.pointer(to: \.channel)!, slot: slot, &visitor.pointee)
         }
         applyPage(&key, e, slot: slot, to: &visitor.pointee, wallNow: wallNow, into: &decisions)
         scheduleSessionEnd(slot: slot, &visitor.pointee)

@@ -189,6 +189,13 @@ final class VisitorTable: @unchecked Sendable {
         return slot(of: visitorID, tag: tag)
     }
 
+    /// `slot(of:tag:hint:)` for the visitor id at `visitorID`, read in place (passed as a
+    /// value from an event that lies elsewhere, it was retained and released around the call).
+    @inline(__always) func slot(of visitorID: UnsafePointer<String>, tag: UInt32, hint: Int32) -> Int32? {
+        if hint >= 0 && Int(hint) < slotCount && holds(visitorID.pointee, slot: hint) { return hint }
+        return TagIndex.find(buckets, mask: bucketMask, tag: tag) { holds(visitorID.pointee, slot: Int32(bitPattern: $0)) }.map { Int32(bitPattern: $0) }
+    }
+
     func insert(_ state: consuming VisitorState, tag: UInt32) -> Int32 {
         let slot: Int32
         var epoch: UInt32 = 0

@@ -281,4 +281,16 @@ struct HeldPageEventTests {
         #expect(p.heldEvents == 0)
         #expect(p.held.batchesKept == 0)
     }
+
+    /// The hold reads a page event's `String?` path in place as a `String`: an optional
+    /// string is laid out as the string itself.
+    @Test func anOptionalStringLiesWhereItsString() {
+        #expect(MemoryLayout<String?>.size == MemoryLayout<String>.size)
+        for text in ["", "/short", "/a/path/longer/than/fifteen/bytes/\u{00e9}"] {
+            let optional: String? = text
+            withUnsafePointer(to: optional) { p in
+                #expect(UnsafeRawPointer(p).assumingMemoryBound(to: String.self).pointee == text)
+            }
+        }
+    }
 }
