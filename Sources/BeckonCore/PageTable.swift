@@ -74,15 +74,11 @@ struct PageTable: Sendable {
     /// the path tests past the 64th) if it has none. The id is not retained: retain it
     /// before the next `intern`, which may reclaim unreferenced ids.
     @inline(__always) mutating func intern(_ path: String, info: (String) -> (PageInfo, morePathTests: [Bool]?)) -> UInt32 {
-        let tag = Self.tag(path)
-        let found = buckets.withUnsafeBufferPointer { b in
-            TagIndex.find(b.baseAddress!, mask: b.count - 1, tag: tag) { entries[Int32($0)].path == path }
-        }
-        if let found { return found }
-        return add(path, info(path), tag: tag)
+        withUnsafePointer(to: path) { intern(at: $0, info: info) }
     }
 
-    /// `intern` for the path at `path`, read in place.
+    /// `intern` for the path at `path`, read in place (a page event's, where it lies in its
+    /// batch: passed as a value, it was retained and released around the call).
     @inline(__always) mutating func intern(at path: UnsafePointer<String>, info: (String) -> (PageInfo, morePathTests: [Bool]?)) -> UInt32 {
         let tag = Self.tag(path.pointee)
         let found = buckets.withUnsafeBufferPointer { b in

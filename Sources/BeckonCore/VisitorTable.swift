@@ -185,8 +185,7 @@ final class VisitorTable: @unchecked Sendable {
     /// `slot(of:tag:)`, trying the slot `hint` first (-1: none): when it still holds this
     /// visitor, the index is not read again.
     @inline(__always) func slot(of visitorID: String, tag: UInt32, hint: Int32) -> Int32? {
-        if hint >= 0 && Int(hint) < slotCount && holds(visitorID, slot: hint) { return hint }
-        return slot(of: visitorID, tag: tag)
+        withUnsafePointer(to: visitorID) { slot(of: $0, tag: tag, hint: hint) }
     }
 
     /// `slot(of:tag:hint:)` for the visitor id at `visitorID`, read in place (passed as a
